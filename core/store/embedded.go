@@ -1,0 +1,100 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// EmbeddedConfig runs etcd inside the Lucid process: the single-machine
+// default, so that `lucid serve` needs no other service.
+type EmbeddedConfig struct {
+	// DataDir holds the member's WAL and snapshots. Required.
+	DataDir string
+	// ClientURL is where other processes (etcdctl, a second lucid) may
+	// reach the member. "" means 127.0.0.1 on a free port. Lucid itself
+	// talks to the embedded member in-process.
+	ClientURL string
+	// FastElection shortens raft ticks (10 ms / 100 ms): a single member
+	// elects itself in ~65 ms instead of ~0.7 s. Fine for one member; do
+	// not use for a cluster across machines.
+	FastElection bool
+	// CompactionRetention is how much revision history the member keeps;
+	// without it etcd never compacts. Default "1h".
+	CompactionRetention string
+}
+
+// Embedded is a running in-process etcd member.
+type Embedded struct {
+	etcd *embed.Etcd
+}
+
+// StartEmbedded starts an etcd member and waits until it serves.
+func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("embedded etcd: data_dir is required")
+	}
+	ec := embed.NewConfig()
+	ec.Dir = cfg.DataDir
+	ec.Name = "lucid"
+	ec.LogLevel = "error"
+	ec.LogOutputs = []string{"stderr"}
+	client := cfg.ClientURL
+	if client == "" {
+		client = "http://127.0.0.1:0"
+	}
+	cu, err := url.Parse(client)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: client url %q: %w", client, err)
+	}
+	// A single member never dials its peers, so the peer listener can take
+	// any free loopback port; the advertised URL only has to match the
+	// initial cluster string.
+	pu, _ := url.Parse("http://127.0.0.1:0")
+	ec.ListenClientUrls = []url.URL{*cu}
+	ec.AdvertiseClientUrls = []url.URL{*cu}
+	ec.ListenPeerUrls = []url.URL{*pu}
+	ec.AdvertisePeerUrls = []url.URL{*pu}
+	ec.InitialCluster = ec.Name + "=" + pu.String()
+	if cfg.FastElection {
+		ec.TickMs = 10
+		ec.ElectionMs = 100
+	}
+	ec.AutoCompactionMode = embed.CompactorModePeriodic
+	ec.AutoCompactionRetention = cfg.CompactionRetention
+	if ec.AutoCompactionRetention == "" {
+		ec.AutoCompactionRetention = "1h"
+	}
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return &Embedded{etcd: e}, nil
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	case <-ctx.Done():
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: not ready: %w", ctx.Err())
+	case <-time.After(60 * time.Second):
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: not ready after 60s")
+	}
+}
+
+// ClientURL is the address etcd clients outside this process can use.
+func (e *Embedded) ClientURL() string {
+	return "http://" + e.etcd.Clients[0].Addr().String()
+}
+
+// Close stops the member and waits for it.
+func (e *Embedded) Close() {
+	e.etcd.Close()
+}

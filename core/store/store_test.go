@@ -1,0 +1,219 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lucid-project/lucid/core/instance"
+	"github.com/lucid-project/lucid/core/store"
+	"github.com/lucid-project/lucid/core/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func create(t *testing.T, s *store.Store, id string) store.Record {
+	t.Helper()
+	now := time.Now().UTC()
+	st := instance.State{ID: id, Name: "vm-" + id, VMState: instance.Building, PowerState: instance.NoState, Node: "n1", CreatedAt: now, UpdatedAt: now}
+	tr := instance.Transition{Action: instance.ActionCreate, RequestID: "req-" + id, Steps: []instance.Status{instance.StatusBuild}, Target: instance.StatusActive, Node: "n1"}
+	rec, err := s.Commit(context.Background(), store.Record{}, store.Change{
+		ID: id, State: &st, Transition: &tr,
+		History: instance.HistoryRecord{At: now, To: instance.StatusBuild, Action: instance.ActionCreate, Cause: instance.CauseAPI, RequestID: tr.RequestID},
+	})
+	if err != nil {
+		t.Fatalf("create %s: %v", id, err)
+	}
+	return rec
+}
+
+func TestCommitAndGet(t *testing.T) {
+	s := testenv.Store(t)
+	ctx := context.Background()
+	rec := create(t, s, "a")
+	got, err := s.Get(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status() != instance.StatusBuild || got.StateRev != rec.StateRev || got.TransitionRev != rec.TransitionRev {
+		t.Fatalf("got %+v status %s, want BUILD at revs %d/%d", got, got.Status(), rec.StateRev, rec.TransitionRev)
+	}
+	if got.State.HistorySeq != 1 {
+		t.Fatalf("history seq = %d, want 1", got.State.HistorySeq)
+	}
+	if _, err := s.Get(ctx, "nope"); !errors.Is(err, instance.ErrNotFound) {
+		t.Fatalf("Get unknown: %v, want ErrNotFound", err)
+	}
+}
+
+func TestCreateTwiceIsStale(t *testing.T) {
+	s := testenv.Store(t)
+	create(t, s, "a")
+	st := instance.State{ID: "a", VMState: instance.Active}
+	_, err := s.Commit(context.Background(), store.Record{}, store.Change{ID: "a", State: &st})
+	if !errors.Is(err, store.ErrStale) {
+		t.Fatalf("second create: %v, want ErrStale", err)
+	}
+	got, _ := s.Get(context.Background(), "a")
+	if got.State.VMState != instance.Building {
+		t.Fatalf("lost CAS changed the state to %s", got.State.VMState)
+	}
+}
+
+// A writer holding an old read must lose, and lose completely: neither
+// state, transition nor history may change.
+func TestStaleWriteChangesNothing(t *testing.T) {
+	s := testenv.Store(t)
+	ctx := context.Background()
+	old := create(t, s, "a")
+	// Someone else finishes the create.
+	done := old.State
+	done.VMState = instance.Active
+	done.PowerState = instance.Running
+	if _, err := s.Commit(ctx, old, store.Change{ID: "a", State: &done, History: instance.HistoryRecord{From: instance.StatusBuild, To: instance.StatusActive}}); err != nil {
+		t.Fatal(err)
+	}
+	// The stale writer tries to move the instance to ERROR.
+	bad := old.State
+	bad.VMState = instance.Error
+	_, err := s.Commit(ctx, old, store.Change{ID: "a", State: &bad, History: instance.HistoryRecord{From: instance.StatusBuild, To: instance.StatusError}})
+	if !errors.Is(err, store.ErrStale) {
+		t.Fatalf("stale commit: %v, want ErrStale", err)
+	}
+	got, _ := s.Get(ctx, "a")
+	if got.Status() != instance.StatusActive || got.Transition != nil {
+		t.Fatalf("after stale write: status %s transition %v", got.Status(), got.Transition)
+	}
+	h, err := s.History(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 2 || h[1].To != instance.StatusActive {
+		t.Fatalf("history = %+v, want 2 records ending ACTIVE", h)
+	}
+}
+
+func TestDeleteKeepsHistory(t *testing.T) {
+	s := testenv.Store(t)
+	ctx := context.Background()
+	rec := create(t, s, "a")
+	if _, err := s.Commit(ctx, rec, store.Change{ID: "a", History: instance.HistoryRecord{From: instance.StatusBuild, To: instance.StatusDeleted, Action: instance.ActionDelete}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "a"); !errors.Is(err, instance.ErrNotFound) {
+		t.Fatalf("Get after delete: %v", err)
+	}
+	h, _ := s.History(ctx, "a")
+	var seqs []int64
+	var tos []instance.Status
+	for _, r := range h {
+		seqs = append(seqs, r.Seq)
+		tos = append(tos, r.To)
+	}
+	if len(h) != 2 || seqs[0] != 1 || seqs[1] != 2 || tos[1] != instance.StatusDeleted {
+		t.Fatalf("history seqs %v tos %v", seqs, tos)
+	}
+	list, _, err := s.List(ctx)
+	if err != nil || len(list) != 0 {
+		t.Fatalf("List after delete = %v, %v", list, err)
+	}
+}
+
+// Concurrent writers from the same read: exactly one wins.
+func TestConcurrentCommitsOneWins(t *testing.T) {
+	s := testenv.Store(t)
+	ctx := context.Background()
+	base := create(t, s, "a")
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := base.State
+			st.Name = "writer"
+			_, errs[i] = s.Commit(ctx, base, store.Change{ID: "a", State: &st, Transition: base.Transition})
+		}()
+	}
+	wg.Wait()
+	wins := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, store.ErrStale):
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d writers won, want exactly 1", wins)
+	}
+	h, _ := s.History(ctx, "a")
+	if len(h) != 2 {
+		t.Fatalf("history has %d records, want 2", len(h))
+	}
+}
+
+func TestWatchTransitions(t *testing.T) {
+	s := testenv.Store(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, rev, err := s.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan store.TransitionEvent, 10)
+	done := make(chan error, 1)
+	go func() { done <- s.WatchTransitions(ctx, rev, func(e store.TransitionEvent) { events <- e }) }()
+	rec := create(t, s, "w")
+	st := rec.State
+	st.VMState = instance.Active
+	if _, err := s.Commit(ctx, rec, store.Change{ID: "w", State: &st}); err != nil {
+		t.Fatal(err)
+	}
+	e1 := <-events
+	e2 := <-events
+	if e1.ID != "w" || e1.Transition == nil || e1.Transition.Action != instance.ActionCreate {
+		t.Fatalf("first event %+v, want create transition", e1)
+	}
+	if e2.ID != "w" || e2.Transition != nil {
+		t.Fatalf("second event %+v, want transition removed", e2)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("watch ended with %v", err)
+	}
+}
+
+func TestRegisterAndClaim(t *testing.T) {
+	s := testenv.Store(t)
+	ctx := context.Background()
+	r1, err := s.Register(ctx, store.NodeInfo{Name: "n1"}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := s.Register(ctx, store.NodeInfo{Name: "n2"}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r1.Claim(ctx, "n1", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r1.Claim(ctx, "n1", "x"); err != nil {
+		t.Fatalf("re-claim by owner: %v", err)
+	}
+	if err := r2.Claim(ctx, "n2", "x"); !errors.Is(err, store.ErrClaimed) {
+		t.Fatalf("claim by other node: %v, want ErrClaimed", err)
+	}
+	// The owner's lease ends: its claims go with it.
+	if err := r1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Claim(ctx, "n2", "x"); err != nil {
+		t.Fatalf("claim after owner left: %v", err)
+	}
+	r2.Close(ctx)
+}
