@@ -1,0 +1,431 @@
+// Package api serves Lucid over HTTP: a subset of the OpenStack compute
+// v2.1 API, so that existing clients work, and a native /v1 for what
+// OpenStack has no words for (an instance's full status history).
+//
+// Handlers only validate and hand requests to the lifecycle Service; they
+// never call a driver. Errors are translated to HTTP in exactly one place
+// (writeError), in OpenStack's error body shape.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/lucid-project/lucid/core/instance"
+	"github.com/lucid-project/lucid/core/lifecycle"
+	"github.com/lucid-project/lucid/core/store"
+)
+
+// maxBody bounds request bodies; compute requests are small.
+const maxBody = 1 << 20
+
+// Lifecycle is what the API needs from core/lifecycle.
+type Lifecycle interface {
+	Create(ctx context.Context, req lifecycle.CreateRequest) (store.Record, error)
+	Begin(ctx context.Context, id string, action instance.Action, args map[string]string, requestID string) (store.Record, error)
+	Get(ctx context.Context, id string) (store.Record, error)
+	List(ctx context.Context) ([]store.Record, error)
+	History(ctx context.Context, id string) ([]instance.HistoryRecord, error)
+}
+
+var _ Lifecycle = (*lifecycle.Service)(nil)
+
+// Server is the HTTP handler.
+type Server struct {
+	lc     Lifecycle
+	logger *slog.Logger
+	mux    *http.ServeMux
+}
+
+// New returns the API handler.
+func New(lc Lifecycle, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{lc: lc, logger: logger, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /{$}", s.versions)
+	s.mux.HandleFunc("GET /v2.1", s.version)
+	s.mux.HandleFunc("GET /v2.1/{$}", s.version)
+	s.mux.HandleFunc("POST /v2.1/servers", s.createServer)
+	s.mux.HandleFunc("GET /v2.1/servers", s.listServers(false))
+	s.mux.HandleFunc("GET /v2.1/servers/detail", s.listServers(true))
+	s.mux.HandleFunc("GET /v2.1/servers/{id}", s.showServer)
+	s.mux.HandleFunc("DELETE /v2.1/servers/{id}", s.deleteServer)
+	s.mux.HandleFunc("POST /v2.1/servers/{id}/action", s.serverAction)
+	s.mux.HandleFunc("GET /v1/instances/{id}/history", s.history)
+	// Tenant-scoped paths, as OpenStack clients often build them:
+	// /v2.1/<project>/servers/... behaves like /v2.1/servers/....
+	s.mux.HandleFunc("/v2.1/{project}/servers", s.stripProject)
+	s.mux.HandleFunc("/v2.1/{project}/servers/{rest...}", s.stripProject)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, fmt.Errorf("%w: no route for %s %s", errNoRoute, r.Method, r.URL.Path))
+	})
+	return s
+}
+
+var errNoRoute = errors.New("not found")
+
+type ctxKey struct{}
+
+// ServeHTTP assigns the request id, then routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rid := r.Header.Get("X-Openstack-Request-Id")
+	if !strings.HasPrefix(rid, "req-") || len(rid) > 64 {
+		rid = lifecycle.NewRequestID()
+	}
+	w.Header().Set("X-Openstack-Request-Id", rid)
+	w.Header().Set("X-Compute-Request-Id", rid)
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, rid))
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, code: 200}
+	s.mux.ServeHTTP(sw, r)
+	s.logger.Debug("http", "method", r.Method, "path", r.URL.Path, "status", sw.code, "request_id", rid, "took", time.Since(start))
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(ctxKey{}).(string)
+	return id
+}
+
+func (s *Server) stripProject(w http.ResponseWriter, r *http.Request) {
+	p := r.PathValue("project")
+	r2 := r.Clone(r.Context())
+	r2.URL.Path = "/v2.1" + strings.TrimPrefix(r.URL.Path, "/v2.1/"+p)
+	r2.URL.RawPath = ""
+	s.mux.ServeHTTP(w, r2)
+}
+
+func (s *Server) versions(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"versions": []any{versionDoc(r)}})
+}
+
+func (s *Server) version(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"version": versionDoc(r)})
+}
+
+func versionDoc(r *http.Request) map[string]any {
+	return map[string]any{
+		"id": "v2.1", "status": "CURRENT", "version": "2.1", "min_version": "2.1",
+		"updated": "2013-07-23T11:33:21Z",
+		"links":   []any{map[string]string{"rel": "self", "href": baseURL(r) + "/v2.1/"}},
+	}
+}
+
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// createBody is the OpenStack create request; flavorRef and imageRef may
+// be ids or links, strings or numbers.
+type createBody struct {
+	Server *struct {
+		Name      string          `json:"name"`
+		FlavorRef json.RawMessage `json:"flavorRef"`
+		ImageRef  json.RawMessage `json:"imageRef"`
+	} `json:"server"`
+}
+
+func (s *Server) createServer(w http.ResponseWriter, r *http.Request) {
+	var body createBody
+	if err := decode(r, &body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if body.Server == nil {
+		s.writeError(w, r, fmt.Errorf("%w: body must be {\"server\": {...}}", instance.ErrInvalid))
+		return
+	}
+	flavor, err := ref("flavorRef", body.Server.FlavorRef)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	image, err := ref("imageRef", body.Server.ImageRef)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rec, err := s.lc.Create(r.Context(), lifecycle.CreateRequest{Name: body.Server.Name, Flavor: flavor, Image: image, RequestID: requestID(r)})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", serverURL(r, rec.State.ID))
+	writeJSON(w, http.StatusAccepted, map[string]any{"server": map[string]any{
+		"id":    rec.State.ID,
+		"links": links(r, rec.State.ID),
+	}})
+}
+
+// ref reads an id-or-link that may be a JSON string or number; absent or
+// empty is left for the lifecycle to report with the other missing fields.
+func ref(field string, raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		if i := strings.LastIndex(s, "/"); i >= 0 {
+			s = s[i+1:]
+		}
+		return s, nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err == nil {
+		return n.String(), nil
+	}
+	return "", fmt.Errorf("%w: %s must be a string or a number", instance.ErrInvalid, field)
+}
+
+func (s *Server) showServer(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.lc.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"server": serverView(r, rec)})
+}
+
+func (s *Server) listServers(detail bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		recs, err := s.lc.List(r.Context())
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		out := make([]any, 0, len(recs))
+		for _, rec := range recs {
+			if detail {
+				out = append(out, serverView(r, rec))
+			} else {
+				out = append(out, map[string]any{"id": rec.State.ID, "name": rec.State.Name, "links": links(r, rec.State.ID)})
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"servers": out})
+	}
+}
+
+func (s *Server) deleteServer(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.lc.Begin(r.Context(), r.PathValue("id"), instance.ActionDelete, nil, requestID(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// serverAction handles POST /servers/{id}/action, whose body has exactly
+// one key naming the action.
+func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
+	var body map[string]json.RawMessage
+	if err := decode(r, &body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(body) != 1 {
+		s.writeError(w, r, fmt.Errorf("%w: an action body has exactly one key, such as {\"os-stop\": null}", instance.ErrInvalid))
+		return
+	}
+	var action instance.Action
+	for k, v := range body {
+		switch k {
+		case "os-stop":
+			action = instance.ActionStop
+		case "os-start":
+			action = instance.ActionStart
+		case "reboot":
+			var rb struct {
+				Type string `json:"type"`
+			}
+			if err := json.Unmarshal(v, &rb); err != nil {
+				s.writeError(w, r, fmt.Errorf("%w: reboot: %v", instance.ErrInvalid, err))
+				return
+			}
+			switch strings.ToUpper(rb.Type) {
+			case "SOFT":
+				action = instance.ActionReboot
+			case "HARD":
+				action = instance.ActionHardReboot
+			default:
+				s.writeError(w, r, fmt.Errorf("%w: reboot type must be SOFT or HARD, not %q", instance.ErrInvalid, rb.Type))
+				return
+			}
+		default:
+			s.writeError(w, r, fmt.Errorf("%w: unsupported action %q", instance.ErrInvalid, k))
+			return
+		}
+	}
+	if _, err := s.lc.Begin(r.Context(), r.PathValue("id"), action, nil, requestID(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	h, err := s.lc.History(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(h) == 0 {
+		s.writeError(w, r, fmt.Errorf("%w: no history for %s", instance.ErrNotFound, id))
+		return
+	}
+	out := make([]historyView, len(h))
+	for i, rec := range h {
+		out[i] = historyView{Seq: rec.Seq, At: rec.At.UTC().Format(time.RFC3339Nano), From: string(rec.From), To: string(rec.To),
+			Action: string(rec.Action), Cause: string(rec.Cause), RequestID: rec.RequestID, Message: rec.Message}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"history": out})
+}
+
+type historyView struct {
+	Seq       int64  `json:"seq"`
+	At        string `json:"at"`
+	From      string `json:"from"`
+	To        string `json:"to"`
+	Action    string `json:"action"`
+	Cause     string `json:"cause"`
+	RequestID string `json:"request_id"`
+	Message   string `json:"message,omitempty"`
+}
+
+// decode reads a JSON body strictly enough to catch garbage and trailing
+// data, with a size limit.
+func decode(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return fmt.Errorf("%w: Content-Type must be application/json, not %q", errUnsupportedMedia, ct)
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: empty request body", instance.ErrInvalid)
+		}
+		return fmt.Errorf("%w: malformed request body: %v", instance.ErrInvalid, err)
+	}
+	if dec.InputOffset() > maxBody {
+		return fmt.Errorf("%w: request body over %d bytes", errTooLarge, maxBody)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: malformed request body: data after the JSON value", instance.ErrInvalid)
+	}
+	return nil
+}
+
+var (
+	errUnsupportedMedia = errors.New("unsupported media type")
+	errTooLarge         = errors.New("request entity too large")
+)
+
+// writeError is the one place errors become HTTP: status code and
+// OpenStack's {"<kind>": {"code": ..., "message": ...}} body.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code, kind := http.StatusInternalServerError, "computeFault"
+	switch {
+	case errors.Is(err, instance.ErrInvalid):
+		code, kind = http.StatusBadRequest, "badRequest"
+	case errors.Is(err, instance.ErrNotFound), errors.Is(err, errNoRoute):
+		code, kind = http.StatusNotFound, "itemNotFound"
+	case errors.Is(err, instance.ErrConflict), errors.Is(err, store.ErrStale):
+		code, kind = http.StatusConflict, "conflictingRequest"
+	case errors.Is(err, instance.ErrRefused):
+		code, kind = http.StatusForbidden, "forbidden"
+	case errors.Is(err, errUnsupportedMedia):
+		code, kind = http.StatusUnsupportedMediaType, "unsupportedMediaType"
+	case errors.Is(err, errTooLarge):
+		code, kind = http.StatusRequestEntityTooLarge, "overLimit"
+	}
+	msg := err.Error()
+	if code == http.StatusInternalServerError {
+		s.logger.Error("api: internal error", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
+		msg = "The server has either erred or is incapable of performing the requested operation. Request " + requestID(r)
+	}
+	writeJSON(w, code, map[string]any{kind: map[string]any{"code": code, "message": msg}})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
+
+func serverURL(r *http.Request, id string) string {
+	return baseURL(r) + "/v2.1/servers/" + id
+}
+
+func links(r *http.Request, id string) []map[string]string {
+	return []map[string]string{
+		{"rel": "self", "href": serverURL(r, id)},
+		{"rel": "bookmark", "href": baseURL(r) + "/servers/" + id},
+	}
+}
+
+// novaPower maps power states to Nova's integer codes, which OpenStack
+// clients expect in OS-EXT-STS:power_state.
+var novaPower = map[instance.PowerState]int{
+	instance.NoState: 0, instance.Running: 1, instance.Paused: 3, instance.Shutdown: 4, instance.Crashed: 6,
+}
+
+func serverView(r *http.Request, rec store.Record) map[string]any {
+	st := rec.State
+	var task any
+	if ts := instance.TaskState(rec.Transition); ts != "" {
+		task = ts
+	}
+	v := map[string]any{
+		"id":                     st.ID,
+		"name":                   st.Name,
+		"status":                 string(rec.Status()),
+		"flavor":                 map[string]any{"id": st.Flavor},
+		"image":                  map[string]any{"id": st.Image},
+		"created":                st.CreatedAt.UTC().Format(time.RFC3339),
+		"updated":                st.UpdatedAt.UTC().Format(time.RFC3339),
+		"OS-EXT-STS:vm_state":    string(st.VMState),
+		"OS-EXT-STS:task_state":  task,
+		"OS-EXT-STS:power_state": novaPower[st.PowerState],
+		"OS-EXT-SRV-ATTR:host":   st.Node,
+		"links":                  links(r, st.ID),
+		"metadata":               map[string]string{},
+	}
+	if f := st.Fault; f != nil {
+		v["fault"] = map[string]any{"code": f.Code, "message": f.Message, "created": f.At.UTC().Format(time.RFC3339), "details": "during " + string(f.During)}
+	}
+	if t := rec.Transition; t != nil {
+		steps := make([]string, len(t.Steps))
+		for i, s := range t.Steps {
+			steps[i] = string(s)
+		}
+		v["lucid:transition"] = map[string]any{
+			"action": string(t.Action), "request_id": t.RequestID, "steps": steps, "step": t.Step,
+			"origin": string(t.Origin), "target": string(t.Target), "started_at": t.StartedAt.UTC().Format(time.RFC3339Nano),
+		}
+	}
+	if len(st.Flags) > 0 {
+		v["lucid:flags"] = st.Flags
+	}
+	return v
+}
+
