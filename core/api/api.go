@@ -60,10 +60,6 @@ func New(lc Lifecycle, logger *slog.Logger) *Server {
 	s.mux.HandleFunc("DELETE /v2.1/servers/{id}", s.deleteServer)
 	s.mux.HandleFunc("POST /v2.1/servers/{id}/action", s.serverAction)
 	s.mux.HandleFunc("GET /v1/instances/{id}/history", s.history)
-	// Tenant-scoped paths, as OpenStack clients often build them:
-	// /v2.1/<project>/servers/... behaves like /v2.1/servers/....
-	s.mux.HandleFunc("/v2.1/{project}/servers", s.stripProject)
-	s.mux.HandleFunc("/v2.1/{project}/servers/{rest...}", s.stripProject)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: no route for %s %s", errNoRoute, r.Method, r.URL.Path))
 	})
@@ -83,6 +79,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Openstack-Request-Id", rid)
 	w.Header().Set("X-Compute-Request-Id", rid)
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, rid))
+	stripProject(r)
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w, code: 200}
 	s.mux.ServeHTTP(sw, r)
@@ -104,12 +101,15 @@ func requestID(r *http.Request) string {
 	return id
 }
 
-func (s *Server) stripProject(w http.ResponseWriter, r *http.Request) {
-	p := r.PathValue("project")
-	r2 := r.Clone(r.Context())
-	r2.URL.Path = "/v2.1" + strings.TrimPrefix(r.URL.Path, "/v2.1/"+p)
-	r2.URL.RawPath = ""
-	s.mux.ServeHTTP(w, r2)
+// stripProject maps tenant-scoped paths, as OpenStack clients often build
+// them, to the plain ones: /v2.1/<project>/servers/... is
+// /v2.1/servers/.... Lucid has no tenants yet.
+func stripProject(r *http.Request) {
+	parts := strings.SplitN(r.URL.Path, "/", 5) // "", "v2.1", project, "servers", rest
+	if len(parts) >= 4 && parts[1] == "v2.1" && parts[2] != "servers" && parts[3] == "servers" {
+		r.URL.Path = "/v2.1/" + strings.Join(parts[3:], "/")
+		r.URL.RawPath = ""
+	}
 }
 
 func (s *Server) versions(w http.ResponseWriter, r *http.Request) {
@@ -316,7 +316,7 @@ type historyView struct {
 // data, with a size limit.
 func decode(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return fmt.Errorf("%w: Content-Type must be application/json, not %q", errUnsupportedMedia, ct)
+		return fmt.Errorf("%w: Content-Type must be application/json, not %q (curl: -H 'Content-Type: application/json')", errUnsupportedMedia, ct)
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
 	if err := dec.Decode(v); err != nil {

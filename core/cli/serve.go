@@ -86,7 +86,13 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 
 	drivers := map[string]lifecycle.Hypervisor{}
 	var names []string
-	sockDir := filepath.Join(os.TempDir(), fmt.Sprintf("lucid-%d", os.Getpid()))
+	// Plugin sockets live in a private directory removed at Close, so a
+	// killed plugin leaves nothing behind in /tmp.
+	sockDir, err := os.MkdirTemp("", "lucid-plugins-")
+	if err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, func(context.Context) error { return os.RemoveAll(sockDir) })
 	for _, dc := range cfg.Drivers {
 		p, err := driver.Start(ctx, driver.Config{
 			Name: dc.Name, Path: dc.Plugin, Checksum: dc.Checksum, Config: dc.Config,
@@ -106,7 +112,6 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		drivers[dc.Name] = p
 		names = append(names, dc.Name)
 	}
-	n.closers = append(n.closers, func(context.Context) error { return os.RemoveAll(sockDir) })
 	sort.Strings(names)
 
 	reg, err := st.Register(ctx, store.NodeInfo{Name: cfg.Node, Drivers: names, API: cfg.API.Listen, Started: time.Now().UTC()}, 10*time.Second)

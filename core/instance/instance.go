@@ -74,10 +74,12 @@ type State struct {
 	Flavor     string     `json:"flavor"`
 	Image      string     `json:"image"`
 	Node       string     `json:"node"`
-	Fault      *Fault     `json:"fault,omitempty"`
-	Flags      []Flag     `json:"flags,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
-	UpdatedAt  time.Time  `json:"updated_at"`
+	// Driver names the hypervisor driver on Node that runs the instance.
+	Driver    string    `json:"driver"`
+	Fault     *Fault    `json:"fault,omitempty"`
+	Flags     []Flag    `json:"flags,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 	// HistorySeq is the sequence number of the last history record written
 	// for this instance. It lives in the state so that the next record's
 	// number is allocated inside the same guarded transaction.

@@ -35,6 +35,9 @@ type Plan struct {
 	Success Status
 	// Preempts says the action may replace one already in flight.
 	Preempts bool
+	// FailToOrigin says a failure returns the instance to its origin
+	// status (with a fault) instead of ERROR: the action changed nothing.
+	FailToOrigin bool
 }
 
 var plans = map[Action]Plan{
@@ -44,8 +47,8 @@ var plans = map[Action]Plan{
 	ActionResize:        {Action: ActionResize, From: []Status{StatusActive, StatusShutoff}, Steps: []Status{StatusQueueResize, StatusPrepResize, StatusResize}, Success: StatusVerifyResize},
 	ActionConfirmResize: {Action: ActionConfirmResize, From: []Status{StatusVerifyResize}},
 	ActionRevertResize:  {Action: ActionRevertResize, From: []Status{StatusVerifyResize}, Steps: []Status{StatusRevertResize}},
-	ActionStop:          {Action: ActionStop, From: []Status{StatusActive, StatusError}, Steps: []Status{StatusStopping}, Success: StatusShutoff},
-	ActionStart:         {Action: ActionStart, From: []Status{StatusShutoff}, Steps: []Status{StatusStarting}, Success: StatusActive},
+	ActionStop:          {Action: ActionStop, From: []Status{StatusActive, StatusError}, Steps: []Status{StatusStopping}, Success: StatusShutoff, FailToOrigin: true},
+	ActionStart:         {Action: ActionStart, From: []Status{StatusShutoff}, Steps: []Status{StatusStarting}, Success: StatusActive, FailToOrigin: true},
 	ActionReboot:        {Action: ActionReboot, From: []Status{StatusActive}, Steps: []Status{StatusReboot}, Success: StatusActive},
 	ActionHardReboot:    {Action: ActionHardReboot, From: []Status{StatusActive, StatusShutoff, StatusError}, Steps: []Status{StatusHardReboot}, Success: StatusActive},
 }

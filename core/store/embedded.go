@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -22,6 +25,8 @@ type EmbeddedConfig struct {
 	// elects itself in ~65 ms instead of ~0.7 s. Fine for one member; do
 	// not use for a cluster across machines.
 	FastElection bool
+	// LogFile receives etcd's own log; default <DataDir>.log.
+	LogFile string
 	// CompactionRetention is how much revision history the member keeps;
 	// without it etcd never compacts. Default "1h".
 	CompactionRetention string
@@ -40,8 +45,13 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	ec := embed.NewConfig()
 	ec.Dir = cfg.DataDir
 	ec.Name = "lucid"
-	ec.LogLevel = "error"
-	ec.LogOutputs = []string{"stderr"}
+	// etcd logs through zap in its own format; keep it out of Lucid's
+	// output, in a file beside the data directory.
+	ec.LogLevel = "warn"
+	ec.LogOutputs = []string{cfg.LogFile}
+	if cfg.LogFile == "" {
+		ec.LogOutputs = []string{strings.TrimRight(cfg.DataDir, "/") + ".log"}
+	}
 	client := cfg.ClientURL
 	if client == "" {
 		client = "http://127.0.0.1:0"
@@ -67,6 +77,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	ec.AutoCompactionRetention = cfg.CompactionRetention
 	if ec.AutoCompactionRetention == "" {
 		ec.AutoCompactionRetention = "1h"
+	}
+	if err := os.MkdirAll(filepath.Dir(ec.LogOutputs[0]), 0o700); err != nil {
+		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
 	e, err := embed.StartEtcd(ec)
 	if err != nil {

@@ -1,0 +1,108 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lucid-project/lucid/core/instance"
+	sdk "github.com/lucid-project/lucid/sdk/policy"
+)
+
+// benchRequest is a realistic validate request: a resize advancing a step.
+func benchRequest() ValidateRequest {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	p, _ := instance.PlanFor(instance.ActionResize)
+	tr := p.Begin(instance.StatusActive, "req-7f3a", "node-1", map[string]string{"flavor": "m1.large"})
+	tr.StartedAt, tr.StepStartedAt = now, now
+	return ValidateRequest{
+		Now: now, Action: instance.ActionResize, Cause: instance.CauseDriver,
+		From: instance.StatusQueueResize, To: instance.StatusPrepResize,
+		Instance: instance.State{ID: "5d1c3b1e-0d7e-4d8e-9a53-2a4f1f0c9e11", Name: "web-1", VMState: instance.Active,
+			PowerState: instance.Running, Flavor: "m1.small", Image: "debian-12", Node: "node-1",
+			CreatedAt: now, UpdatedAt: now, HistorySeq: 12},
+		Transition: tr,
+	}
+}
+
+// BenchmarkValidate measures calls/s of the default Go policy through the
+// host, serial and parallel, against two baselines measured in the same
+// run: the same JSON work done natively (encode request, decode it as the
+// guest does, encode and decode the verdict), and a bare exported call
+// into the same module (lucid_abi_version), which is the floor of any call.
+func BenchmarkValidate(b *testing.B) {
+	ctx := context.Background()
+	e, err := NewEngine(ctx, EngineConfig{CacheDir: filepath.Join(os.TempDir(), "lucid-policy-test-cache")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close(ctx)
+	m, err := e.Load(ctx, Config{Name: "validate", Hook: HookValidate, Path: TransitionsWasm})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := benchRequest()
+	if v, err := m.Validate(ctx, req); err != nil || !v.Allow {
+		b.Fatalf("Validate = %+v, %v", v, err)
+	}
+	perSec := func(b *testing.B) float64 { return float64(b.N) / b.Elapsed().Seconds() }
+	var native float64
+
+	b.Run("native-json", func(b *testing.B) {
+		for b.Loop() {
+			body, _ := json.Marshal(req.wire())
+			var q sdk.ValidateRequest
+			if err := json.Unmarshal(body, &q); err != nil {
+				b.Fatal(err)
+			}
+			out, _ := json.Marshal(sdk.Allow())
+			if _, err := parseVerdict(out); err != nil {
+				b.Fatal(err)
+			}
+		}
+		native = perSec(b)
+		b.ReportMetric(native, "calls/s")
+	})
+	b.Run("bare-call", func(b *testing.B) {
+		g, err := m.acquire(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer m.release(g, true)
+		fn := g.mod.ExportedFunction(exportABIVersion)
+		for b.Loop() {
+			if _, err := fn.Call(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(perSec(b), "calls/s")
+	})
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := m.Validate(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(perSec(b), "calls/s")
+		if native > 0 {
+			b.ReportMetric(perSec(b)/native, "x-native")
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := m.Validate(ctx, req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(perSec(b), "calls/s")
+		if native > 0 {
+			b.ReportMetric(perSec(b)/native, "x-native")
+		}
+	})
+}
