@@ -104,6 +104,10 @@ func (s *Store) ClientURL() string {
 // Close disconnects and stops the embedded member, if any.
 func (s *Store) Close() error {
 	err := s.cli.Close()
+	if errors.Is(err, context.Canceled) {
+		// Closing cancels the client's own context; that is not a failure.
+		err = nil
+	}
 	if s.member != nil {
 		s.member.Close()
 	}
