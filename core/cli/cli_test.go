@@ -11,7 +11,7 @@ import (
 	"github.com/lucid-project/lucid/core/cli"
 )
 
-func run(t *testing.T, args ...string) (string, error) {
+func run(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	err := cli.Run(context.Background(), append([]string{"lucid"}, args...), &out, &errOut)
@@ -99,7 +99,7 @@ func TestServeRefusesPolicySettings(t *testing.T) {
 	}
 }
 
-func testenvWasmLine(t *testing.T, src string) string {
+func testenvWasmLine(t testing.TB, src string) string {
 	t.Helper()
 	for _, l := range strings.Split(src, "\n") {
 		if strings.Contains(l, "module") {

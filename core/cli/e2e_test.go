@@ -31,7 +31,7 @@ type node struct {
 
 // writeConfig writes a config.hcl into a temp dir, pointing at the
 // binaries this test run built.
-func writeConfig(t *testing.T, driverConfig, policySettings string) string {
+func writeConfig(t testing.TB, driverConfig, policySettings string) string {
 	t.Helper()
 	dir := t.TempDir()
 	src := fmt.Sprintf(`
@@ -63,7 +63,7 @@ policy "validate" {
 	return p
 }
 
-func startNode(t *testing.T, driverConfig, policySettings string) *node {
+func startNode(t testing.TB, driverConfig, policySettings string) *node {
 	t.Helper()
 	p := writeConfig(t, driverConfig, policySettings)
 	cfg, err := config.Load(p)
@@ -85,7 +85,7 @@ func startNode(t *testing.T, driverConfig, policySettings string) *node {
 	return &node{Node: n, base: "http://" + n.Addr, cfgPath: p}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -99,7 +99,7 @@ type response struct {
 	raw       string
 }
 
-func (n *node) call(t *testing.T, method, path, body string) response {
+func (n *node) call(t testing.TB, method, path, body string) response {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -127,7 +127,7 @@ func (n *node) call(t *testing.T, method, path, body string) response {
 	return r
 }
 
-func (n *node) create(t *testing.T, name string) (id, requestID string) {
+func (n *node) create(t testing.TB, name string) (id, requestID string) {
 	t.Helper()
 	r := n.call(t, "POST", "/v2.1/servers", fmt.Sprintf(`{"server":{"name":%q,"flavorRef":"m1.tiny","imageRef":"cirros"}}`, name))
 	if r.code != http.StatusAccepted {
@@ -136,7 +136,7 @@ func (n *node) create(t *testing.T, name string) (id, requestID string) {
 	return r.body["server"].(map[string]any)["id"].(string), r.requestID
 }
 
-func (n *node) server(t *testing.T, id string) (int, map[string]any) {
+func (n *node) server(t testing.TB, id string) (int, map[string]any) {
 	t.Helper()
 	r := n.call(t, "GET", "/v2.1/servers/"+id, "")
 	if r.code != http.StatusOK {
@@ -149,7 +149,7 @@ func (n *node) server(t *testing.T, id string) (int, map[string]any) {
 // status seen, in order. A status that flashes between two polls can be
 // missed; the history assertions are the exact check, this one catches
 // what a polling user would see.
-func (n *node) watch(t *testing.T, id string, done func(code int, s map[string]any) bool) []string {
+func (n *node) watch(t testing.TB, id string, done func(code int, s map[string]any) bool) []string {
 	t.Helper()
 	var seen []string
 	deadline := time.Now().Add(30 * time.Second)
@@ -186,7 +186,7 @@ type hist struct {
 	Message   string `json:"message"`
 }
 
-func (n *node) history(t *testing.T, id string) []hist {
+func (n *node) history(t testing.TB, id string) []hist {
 	t.Helper()
 	resp, err := http.Get(n.base + "/v1/instances/" + id + "/history")
 	if err != nil {
@@ -216,7 +216,7 @@ func (n *node) history(t *testing.T, id string) []hist {
 // step is the part of a history record a test states exactly.
 type step struct{ from, to, action, cause, requestID string }
 
-func assertHistory(t *testing.T, got []hist, want []step) {
+func assertHistory(t testing.TB, got []hist, want []step) {
 	t.Helper()
 	var g []step
 	for _, h := range got {
