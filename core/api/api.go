@@ -428,4 +428,3 @@ func serverView(r *http.Request, rec store.Record) map[string]any {
 	}
 	return v
 }
-
