@@ -424,3 +424,115 @@ func TestBadRequests(t *testing.T) {
 		t.Fatalf("bad requests created servers: %s", r.raw)
 	}
 }
+
+// A transition in flight when its node stops is resumed when the node
+// comes back: nothing stays in BUILD forever.
+func TestRestartResumesTransition(t *testing.T) {
+	p := writeConfig(t, `boot_delay = "1h"`, `{}`)
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	n1, err := cli.Start(ctx, cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := &node{Node: n1, base: "http://" + n1.Addr}
+	id, req := first.create(t, "survivor")
+	if _, s := first.server(t, id); s["status"] != "BUILD" {
+		t.Fatalf("status %v", s["status"])
+	}
+	if err := n1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Same data, a driver that boots at once.
+	src, _ := os.ReadFile(p)
+	os.WriteFile(p, []byte(strings.Replace(string(src), `boot_delay = "1h"`, `boot_delay = "0s"`, 1)), 0o644)
+	cfg, err = config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, err := cli.Start(ctx, cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close(ctx)
+	second := &node{Node: n2, base: "http://" + n2.Addr}
+	second.watch(t, id, settled)
+	assertHistory(t, second.history(t, id), []step{
+		{"", "BUILD", "create", "api", req},
+		{"BUILD", "ACTIVE", "create", "driver", req},
+	})
+}
+
+// A plugin that crashes mid-step fails that step with a fault, is
+// restarted, and serves the next action.
+func TestPluginCrashDuringSpawn(t *testing.T) {
+	n := startNode(t, `crash_on = "Spawn"`, `{}`)
+	id, _ := n.create(t, "crashy")
+	n.watch(t, id, settled)
+	_, s := n.server(t, id)
+	fault, _ := s["fault"].(map[string]any)
+	if s["status"] != "ERROR" || fault == nil || !strings.Contains(fault["message"].(string), "exited") {
+		t.Fatalf("after a crash during Spawn: status %v fault %v", s["status"], s["fault"])
+	}
+	h := n.history(t, id)
+	if last := h[len(h)-1]; last.To != "ERROR" || !strings.Contains(last.Message, "exited") {
+		t.Fatalf("history ends %+v", last)
+	}
+	// Destroy does not crash, and a delete issued while the host restarts
+	// the plugin waits for it rather than failing.
+	if r := n.call(t, "DELETE", "/v2.1/servers/"+id, ""); r.code != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", r.code, r.raw)
+	}
+	n.watch(t, id, settled)
+	if code, s := n.server(t, id); code != http.StatusNotFound {
+		t.Fatalf("after delete: %d %v", code, s)
+	}
+}
+
+// Many clients at once: every instance ends where its actions say, and
+// every history is a legal sequence with no undeclared status.
+func TestConcurrentClients(t *testing.T) {
+	n := startNode(t, `boot_delay = "5ms"`, `{}`)
+	const clients = 16
+	ids := make([]string, clients)
+	errs := make(chan error, clients)
+	for i := range clients {
+		go func() {
+			id, _ := n.create(t, fmt.Sprintf("c%d", i))
+			ids[i] = id
+			if i%2 == 0 {
+				// Half delete at once, pre-empting the create.
+				if r := n.call(t, "DELETE", "/v2.1/servers/"+id, ""); r.code != http.StatusNoContent {
+					errs <- fmt.Errorf("delete %s: %d %s", id, r.code, r.raw)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, id := range ids {
+		n.watch(t, id, settled)
+		var tos []string
+		for _, h := range n.history(t, id) {
+			tos = append(tos, h.To)
+		}
+		got := strings.Join(tos, ",")
+		if i%2 == 0 {
+			if got != "BUILD,DELETING,DELETED" && got != "BUILD,ACTIVE,DELETING,DELETED" {
+				t.Fatalf("instance %d (deleted): history %s", i, got)
+			}
+		} else if got != "BUILD,ACTIVE" {
+			t.Fatalf("instance %d: history %s", i, got)
+		}
+	}
+}

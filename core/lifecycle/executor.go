@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	coredriver "github.com/lucid-project/lucid/core/driver"
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/store"
 	"github.com/lucid-project/lucid/sdk/driver"
@@ -204,8 +205,11 @@ func (e *Executor) execute(ctx context.Context, rec store.Record) bool {
 	id := rec.State.ID
 	log := e.logger.With("instance", id, "action", t.Action, "request_id", t.RequestID)
 	if err := e.cfg.Claims.Claim(ctx, e.cfg.Node, id); err != nil {
+		if ctx.Err() != nil {
+			return true
+		}
 		log.Error("executor: claim", "err", err)
-		return ctx.Err() != nil
+		return false
 	}
 	defer e.cfg.Claims.Release(context.WithoutCancel(ctx), e.cfg.Node, id)
 
@@ -215,7 +219,7 @@ func (e *Executor) execute(ctx context.Context, rec store.Record) bool {
 		stepErr = fmt.Errorf("driver %q is not configured on node %s", rec.State.Driver, e.cfg.Node)
 	} else {
 		sctx, cancel := context.WithTimeout(ctx, e.cfg.StepTimeout)
-		stepErr = e.step(sctx, hv, rec)
+		stepErr = e.stepWithRetry(sctx, hv, rec, log)
 		cancel()
 	}
 	if ctx.Err() != nil {
@@ -251,8 +255,36 @@ func (e *Executor) execute(ctx context.Context, rec store.Record) bool {
 			return true
 		}
 	}
+	if ctx.Err() != nil {
+		return true
+	}
 	log.Error("executor: write outcome", "err", err)
 	return false
+}
+
+// pluginRetries is how many times a step is tried while its driver plugin
+// is down; the host restarts a dead plugin within about 100 ms, so a
+// delete or stop issued during a restart waits for it instead of failing.
+// A plugin that dies on every attempt (say, a Spawn that crashes it)
+// fails the step after the last try.
+const pluginRetries = 3
+
+// stepWithRetry runs the step, retrying it with backoff while the plugin
+// is down (core/driver.ErrPluginExited). Drivers are idempotent on the
+// instance id, so a retry after a crash mid-call is safe.
+func (e *Executor) stepWithRetry(ctx context.Context, hv Hypervisor, rec store.Record, log *slog.Logger) error {
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := e.step(ctx, hv, rec)
+		if err == nil || !errors.Is(err, coredriver.ErrPluginExited) || attempt == pluginRetries {
+			return err
+		}
+		log.Warn("executor: driver plugin down; retrying step", "attempt", attempt, "retry_in", wait, "err", err)
+		if !sleep(ctx, wait) {
+			return err
+		}
+		wait *= 2
+	}
 }
 
 // step performs the driver call of the transition's current step.

@@ -192,7 +192,9 @@ func TestValidate(t *testing.T) {
 // sentinel, the fallback verdict, and leaves the Module usable.
 func TestFailures(t *testing.T) {
 	e, logs := newEngine(t)
-	m := load(t, e, policy.Config{Name: "validate", Timeout: 200 * time.Millisecond, MemoryLimitMiB: 32, PoolSize: 1})
+	// The timeout leaves room for the oom case, which must die of memory
+	// first, even under -race on a busy machine.
+	m := load(t, e, policy.Config{Name: "validate", Timeout: time.Second, MemoryLimitMiB: 32, PoolSize: 1})
 	allow := load(t, e, policy.Config{Name: "lenient", Fallback: policy.FallbackAllow, PoolSize: 1})
 	tests := []struct {
 		name string
@@ -291,7 +293,7 @@ func TestReconcile(t *testing.T) {
 // it with -race.
 func TestConcurrent(t *testing.T) {
 	e, _ := newEngine(t)
-	m := load(t, e, policy.Config{PoolSize: 3, Timeout: 50 * time.Millisecond})
+	m := load(t, e, policy.Config{PoolSize: 3, Timeout: 500 * time.Millisecond})
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for w := range 8 {

@@ -1,0 +1,237 @@
+// Package policy is the guest SDK for Lucid policies: the JSON types of
+// ABI v1 and the helpers that turn a few Go functions into a WebAssembly
+// module the Lucid host can load.
+//
+// A policy is a WASI reactor built with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o p.wasm ./mypolicy
+//
+// and its main package only registers handlers:
+//
+//	package main
+//
+//	import "github.com/lucid-project/lucid/sdk/policy"
+//
+//	func init() {
+//		policy.SetInfo(policy.Info{Name: "mine", Version: "1.0.0"})
+//		policy.HandleValidate(func(req policy.ValidateRequest) policy.Verdict {
+//			if req.To == policy.StatusShutoff {
+//				return policy.Deny("no SHUTOFF here")
+//			}
+//			return policy.Allow()
+//		})
+//	}
+//
+//	func main() {}
+//
+// The //go:wasmexport functions of the ABI live in this package behind the
+// wasip1 build tag; importing it is enough. On other platforms the package
+// compiles (so tools and native tests work) and exports nothing.
+//
+// The package imports nothing from Lucid's core and no WebAssembly runtime:
+// policy authors depend on it alone.
+package policy
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// ABIVersion is the version of the host/guest contract this SDK speaks.
+const ABIVersion = 1
+
+// Hook names a host call a policy can serve.
+type Hook string
+
+// The hooks of ABI v1.
+const (
+	HookValidate  Hook = "validate"
+	HookReconcile Hook = "reconcile"
+)
+
+// Status is what a user sees: the current step of an action in flight, or
+// the settled status.
+type Status string
+
+// Every status Lucid can show.
+const (
+	StatusBuild        Status = "BUILD"
+	StatusActive       Status = "ACTIVE"
+	StatusShutoff      Status = "SHUTOFF"
+	StatusError        Status = "ERROR"
+	StatusRebuild      Status = "REBUILD"
+	StatusQueueResize  Status = "QUEUE_RESIZE"
+	StatusPrepResize   Status = "PREP_RESIZE"
+	StatusResize       Status = "RESIZE"
+	StatusVerifyResize Status = "VERIFY_RESIZE"
+	StatusRevertResize Status = "REVERT_RESIZE"
+	StatusStopping     Status = "STOPPING"
+	StatusStarting     Status = "STARTING"
+	StatusReboot       Status = "REBOOT"
+	StatusHardReboot   Status = "HARD_REBOOT"
+	StatusDeleting     Status = "DELETING"
+	StatusDeleted      Status = "DELETED"
+)
+
+// Action names a user request that changes an instance.
+type Action string
+
+// The actions Lucid knows.
+const (
+	ActionCreate        Action = "create"
+	ActionDelete        Action = "delete"
+	ActionRebuild       Action = "rebuild"
+	ActionResize        Action = "resize"
+	ActionConfirmResize Action = "confirmResize"
+	ActionRevertResize  Action = "revertResize"
+	ActionStop          Action = "stop"
+	ActionStart         Action = "start"
+	ActionReboot        Action = "reboot"
+	ActionHardReboot    Action = "hardReboot"
+)
+
+// Cause says who made a status change.
+type Cause string
+
+// The causes of a status change.
+const (
+	CauseAPI        Cause = "api"
+	CauseDriver     Cause = "driver"
+	CauseReconciler Cause = "reconciler"
+)
+
+// Instance is the settled record of an instance as the host stores it.
+type Instance struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	VMState    string    `json:"vm_state"`    // building, active, stopped, resized, error, deleted
+	PowerState string    `json:"power_state"` // running, shutdown, crashed, paused, nostate
+	Flavor     string    `json:"flavor"`
+	Image      string    `json:"image"`
+	Node       string    `json:"node"`
+	Driver     string    `json:"driver"` // the hypervisor driver on Node
+	Fault      *Fault    `json:"fault,omitempty"`
+	Flags      []Flag    `json:"flags,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	HistorySeq int64     `json:"history_seq"`
+}
+
+// Fault explains why an instance is in ERROR or why an action failed.
+type Fault struct {
+	Code    int       `json:"code"`
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+	During  Action    `json:"during,omitempty"`
+}
+
+// Flag is a mismatch the reconciler noticed and did not correct.
+type Flag struct {
+	Kind    string    `json:"kind"`
+	Message string    `json:"message"`
+	Since   time.Time `json:"since"`
+}
+
+// Transition is an action in flight: its declared steps, the current one,
+// where it started and where it ends on success.
+type Transition struct {
+	Action        Action            `json:"action"`
+	RequestID     string            `json:"request_id"`
+	Steps         []Status          `json:"steps"`
+	Step          int               `json:"step"`
+	Origin        Status            `json:"origin"`
+	Target        Status            `json:"target"`
+	StartedAt     time.Time         `json:"started_at"`
+	StepStartedAt time.Time         `json:"step_started_at"`
+	Attempt       int               `json:"attempt"`
+	Node          string            `json:"node"`
+	Args          map[string]string `json:"args,omitempty"`
+}
+
+// ValidateRequest asks whether one status change may be written.
+//
+// From is "" only for the first record of a create. Transition is the
+// transition the change belongs to (the one being started, advanced or
+// ended); it is nil for changes that belong to no action, such as a
+// reconciler correcting a settled status. Now is the host's clock: the
+// guest clock is fake.
+type ValidateRequest struct {
+	ABI        int         `json:"abi"`
+	Now        time.Time   `json:"now"`
+	Action     Action      `json:"action"`
+	Cause      Cause       `json:"cause"`
+	From       Status      `json:"from"`
+	To         Status      `json:"to"`
+	Instance   Instance    `json:"instance"`
+	Transition *Transition `json:"transition"`
+}
+
+// Verdict answers a ValidateRequest. Reason is shown to the user and kept
+// in the log when the change is refused.
+type Verdict struct {
+	Allow  bool   `json:"allow"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Allow returns a verdict that lets the change through.
+func Allow() Verdict { return Verdict{Allow: true} }
+
+// Deny returns a verdict that refuses the change for reason.
+func Deny(reason string) Verdict { return Verdict{Allow: false, Reason: reason} }
+
+// Observation is what the hypervisor says about an instance.
+type Observation struct {
+	// Present is false when the hypervisor does not know the instance.
+	Present    bool   `json:"present"`
+	PowerState string `json:"power_state,omitempty"`
+}
+
+// ReconcileRequest asks what to do about a disagreement between the record
+// and the hypervisor, or about an orphaned transition (one whose executing
+// node vanished). The fault, if any, is in Instance.Fault.
+type ReconcileRequest struct {
+	ABI        int         `json:"abi"`
+	Now        time.Time   `json:"now"`
+	Instance   Instance    `json:"instance"`
+	Transition *Transition `json:"transition"`
+	Observed   Observation `json:"observed"`
+	// DisagreeingMS is how long, in milliseconds, record and hypervisor
+	// have disagreed.
+	DisagreeingMS int64 `json:"disagreeing_ms"`
+	// Orphan says Transition lost its executing node.
+	Orphan bool `json:"orphan,omitempty"`
+}
+
+// DecisionKind is what the reconciler should do.
+type DecisionKind string
+
+// The reconcile decisions. The host refuses any other value.
+const (
+	// Correct rewrites the record to Status.
+	DecisionCorrect DecisionKind = "correct"
+	// Flag records the mismatch on the instance and changes nothing else.
+	DecisionFlag DecisionKind = "flag"
+	// Leave does nothing.
+	DecisionLeave DecisionKind = "leave"
+	// Enforce drives the hypervisor back to what the record says.
+	DecisionEnforce DecisionKind = "enforce"
+)
+
+// Decision answers a ReconcileRequest. Status is required for Correct.
+type Decision struct {
+	Decision DecisionKind `json:"decision"`
+	Status   Status       `json:"status,omitempty"`
+	Reason   string       `json:"reason,omitempty"`
+}
+
+// Info describes a policy to the host: shown by the CLI, and checked at
+// load time (the host refuses a module that does not declare the hook it
+// is configured for). Hooks is filled in from the registered handlers.
+type Info struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Hooks   []Hook `json:"hooks"`
+	// SettingsSchema is a JSON Schema of the settings object the policy
+	// accepts; documentation for operators, not enforced by the host.
+	SettingsSchema json.RawMessage `json:"settings_schema,omitempty"`
+}
