@@ -536,3 +536,28 @@ func TestConcurrentClients(t *testing.T) {
 		}
 	}
 }
+
+// Repeating a delete that is in flight is accepted and changes nothing;
+// other actions during DELETING conflict.
+func TestDeleteIsIdempotentWhileDeleting(t *testing.T) {
+	n := startNode(t, `destroy_delay = "1h"`, `{}`)
+	id, _ := n.create(t, "sticky")
+	n.watch(t, id, settled)
+	if r := n.call(t, "DELETE", "/v2.1/servers/"+id, ""); r.code != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", r.code, r.raw)
+	}
+	before := n.history(t, id)
+	if r := n.call(t, "DELETE", "/v2.1/servers/"+id, ""); r.code != http.StatusNoContent {
+		t.Fatalf("second delete: %d %s", r.code, r.raw)
+	}
+	if r := n.call(t, "POST", "/v2.1/servers/"+id+"/action", `{"os-stop": null}`); r.code != http.StatusConflict {
+		t.Fatalf("stop while DELETING: %d %s", r.code, r.raw)
+	}
+	after := n.history(t, id)
+	if len(after) != len(before) || after[len(after)-1].To != "DELETING" {
+		t.Fatalf("history changed: %v -> %v", before, after)
+	}
+	if _, s := n.server(t, id); s["status"] != "DELETING" || s["OS-EXT-STS:task_state"] != "deleting" {
+		t.Fatalf("server %v", s)
+	}
+}
