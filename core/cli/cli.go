@@ -43,11 +43,26 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				Subcommands: []*ucli.Command{{
 					Name:  "validate",
 					Usage: "check a config file and report every problem with file:line:col",
-					Flags: []ucli.Flag{configFlag()},
+					Description: "Decodes and checks the file, then loads each policy module (with its settings) and\n" +
+						"starts each driver plugin (with its config) and stops them again, so a module that\n" +
+						"is not WebAssembly or a driver that rejects its config is caught before deployment.\n" +
+						"--offline skips loading and starting.",
+					Flags: []ucli.Flag{configFlag(), &ucli.BoolFlag{Name: "offline", Usage: "only decode and check the file"}},
 					Action: func(c *ucli.Context) error {
 						path := c.String("config")
-						if _, err := config.Load(path); err != nil {
+						cfg, err := config.Load(path)
+						if err != nil {
 							return err
+						}
+						if !c.Bool("offline") {
+							logger, _ := newLogger(c.App.ErrWriter, "warn")
+							comp, err := loadComponents(c.Context, cfg, logger)
+							if err != nil {
+								return err
+							}
+							if err := comp.close(c.Context); err != nil {
+								return err
+							}
 						}
 						fmt.Fprintf(c.App.Writer, "%s: ok\n", path)
 						return nil

@@ -83,11 +83,19 @@ func TestServeRefusesBadModule(t *testing.T) {
 	}
 }
 
-func TestServeRefusesBadDriverConfig(t *testing.T) {
+// A key the driver rejects is reported at its own line, by serve and by
+// config validate (which starts the plugin to ask it); --offline only
+// checks the file.
+func TestBadDriverConfigPointsAtKey(t *testing.T) {
 	p := writeConfig(t, `no_such_knob = true`, `{}`)
-	_, err := run(t, "serve", "--config", p)
-	if err == nil || !strings.Contains(err.Error(), "no_such_knob") || !strings.Contains(err.Error(), p+":") {
-		t.Fatalf("serve with a bad driver config: %v", err)
+	for _, args := range [][]string{{"serve", "--config", p}, {"config", "validate", "--config", p}} {
+		_, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "no_such_knob") || !strings.Contains(err.Error(), p+":14:1") {
+			t.Fatalf("%v with a bad driver config: %v", args, err)
+		}
+	}
+	if out, err := run(t, "config", "validate", "--offline", "--config", p); err != nil || !strings.Contains(out, "ok") {
+		t.Fatalf("validate --offline: %v %s", err, out)
 	}
 }
 

@@ -60,59 +60,12 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	n.Store = st
 	n.closers = append(n.closers, func(context.Context) error { return st.Close() })
 
-	var validator lifecycle.Validator
-	if pc := cfg.Policy(config.HookValidate); pc != nil {
-		cacheDir := ""
-		if ucd, err := os.UserCacheDir(); err == nil {
-			cacheDir = filepath.Join(ucd, "lucid", "wasm")
-		}
-		eng, err := policy.NewEngine(ctx, policy.EngineConfig{CacheDir: cacheDir, Logger: logger.With("component", "policy")})
-		if err != nil {
-			return nil, err
-		}
-		n.closers = append(n.closers, eng.Close)
-		mod, err := eng.Load(ctx, policy.Config{
-			Name: pc.Hook, Hook: policy.HookValidate, Path: pc.Module, Settings: pc.Settings,
-			Timeout: pc.Timeout, MemoryLimitMiB: uint32(pc.MemoryMiB),
-		})
-		if err != nil {
-			if errors.Is(err, policy.ErrSettings) {
-				return nil, cfg.Errorf(pc.SettingsRange, "Policy settings rejected", "%v", err)
-			}
-			return nil, cfg.Errorf(pc.ModuleRange, "Cannot load policy module", "%v", err)
-		}
-		validator = mod
-	}
-
-	drivers := map[string]lifecycle.Hypervisor{}
-	var names []string
-	// Plugin sockets live in a private directory removed at Close, so a
-	// killed plugin leaves nothing behind in /tmp.
-	sockDir, err := os.MkdirTemp("", "lucid-plugins-")
+	comp, err := loadComponents(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
 	}
-	n.closers = append(n.closers, func(context.Context) error { return os.RemoveAll(sockDir) })
-	for _, dc := range cfg.Drivers {
-		p, err := driver.Start(ctx, driver.Config{
-			Name: dc.Name, Path: dc.Plugin, Checksum: dc.Checksum, Config: dc.Config,
-			SocketDir: sockDir, Logger: logger.With("component", "driver"),
-		})
-		if err != nil {
-			rng := dc.PluginRange
-			if errors.Is(err, driver.ErrChecksum) {
-				rng = dc.ChecksumRange
-			}
-			if dc.Body != nil && !errors.Is(err, driver.ErrLaunch) && !errors.Is(err, driver.ErrChecksum) {
-				rng = dc.Body.DefRange
-			}
-			return nil, cfg.Errorf(rng, "Cannot start driver "+dc.Name, "%v", err)
-		}
-		n.closers = append(n.closers, p.Close)
-		drivers[dc.Name] = p
-		names = append(names, dc.Name)
-	}
-	sort.Strings(names)
+	n.closers = append(n.closers, comp.close)
+	validator, drivers, names := comp.validator, comp.drivers, comp.names
 
 	reg, err := st.Register(ctx, store.NodeInfo{Name: cfg.Node, Drivers: names, API: cfg.API.Listen, Started: time.Now().UTC()}, 10*time.Second)
 	if err != nil {
@@ -166,4 +119,94 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// components are the parts of a node that run operator-supplied code:
+// policy modules and driver plugins. `lucid config validate` loads them
+// too, so a bad module or a driver that rejects its config is caught
+// before deployment, not at start-up.
+type components struct {
+	validator lifecycle.Validator
+	drivers   map[string]lifecycle.Hypervisor
+	names     []string
+	closers   []func(context.Context) error
+}
+
+func (c *components) close(ctx context.Context) error {
+	var errs []error
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		errs = append(errs, c.closers[i](ctx))
+	}
+	c.closers = nil
+	return errors.Join(errs...)
+}
+
+// loadComponents loads the validate policy and starts every driver. On
+// error what was started is stopped, and the error points at the config
+// line responsible.
+func loadComponents(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *components, err error) {
+	c := &components{drivers: map[string]lifecycle.Hypervisor{}}
+	defer func() {
+		if err != nil {
+			c.close(context.WithoutCancel(ctx))
+		}
+	}()
+	if pc := cfg.Policy(config.HookValidate); pc != nil {
+		cacheDir := ""
+		if ucd, err := os.UserCacheDir(); err == nil {
+			cacheDir = filepath.Join(ucd, "lucid", "wasm")
+		}
+		eng, err := policy.NewEngine(ctx, policy.EngineConfig{CacheDir: cacheDir, Logger: logger.With("component", "policy")})
+		if err != nil {
+			return nil, err
+		}
+		c.closers = append(c.closers, eng.Close)
+		mod, err := eng.Load(ctx, policy.Config{
+			Name: pc.Hook, Hook: policy.HookValidate, Path: pc.Module, Settings: pc.Settings,
+			Timeout: pc.Timeout, MemoryLimitMiB: uint32(pc.MemoryMiB),
+		})
+		if err != nil {
+			if errors.Is(err, policy.ErrSettings) {
+				return nil, cfg.Errorf(pc.SettingsRange, "Policy settings rejected", "%v", err)
+			}
+			return nil, cfg.Errorf(pc.ModuleRange, "Cannot load policy module", "%v", err)
+		}
+		c.validator = mod
+	}
+
+	// Plugin sockets live in a private directory removed at close, so a
+	// killed plugin leaves nothing behind in /tmp.
+	sockDir, err := os.MkdirTemp("", "lucid-plugins-")
+	if err != nil {
+		return nil, err
+	}
+	c.closers = append(c.closers, func(context.Context) error { return os.RemoveAll(sockDir) })
+	for _, dc := range cfg.Drivers {
+		p, err := driver.Start(ctx, driver.Config{
+			Name: dc.Name, Path: dc.Plugin, Checksum: dc.Checksum, Config: dc.Config,
+			SocketDir: sockDir, Logger: logger.With("component", "driver"),
+		})
+		if err != nil {
+			// Point at the line the error is about: the checksum, the
+			// config key the plugin's message names (sdk/driver asks
+			// drivers to name it), the config block, or the plugin path.
+			rng := dc.PluginRange
+			switch {
+			case errors.Is(err, driver.ErrChecksum):
+				rng = dc.ChecksumRange
+			case errors.Is(err, driver.ErrLaunch) || dc.Body == nil:
+			default:
+				rng = dc.Body.DefRange
+				if r, ok := dc.KeyIn(err.Error()); ok {
+					rng = r
+				}
+			}
+			return nil, cfg.Errorf(rng, "Cannot start driver "+dc.Name, "%v", err)
+		}
+		c.closers = append(c.closers, p.Close)
+		c.drivers[dc.Name] = p
+		c.names = append(c.names, dc.Name)
+	}
+	sort.Strings(c.names)
+	return c, nil
 }

@@ -86,6 +86,9 @@ type Driver struct {
 	// Config is the config block as a JSON object, handed to the
 	// plugin's Configure.
 	Config json.RawMessage
+	// ConfigRanges locates each attribute of the config block, so an
+	// error from the plugin that names a key can point at its line.
+	ConfigRanges map[string]hcl.Range
 }
 
 // Settings captures a free-form block (a driver's config).
@@ -322,9 +325,9 @@ func (c *Config) validate(body hcl.Body) hcl.Diagnostics {
 		}
 		d.Config = json.RawMessage("{}")
 		if d.Body != nil {
-			js, ds := bodyJSON(d.Body.Remain)
+			js, ranges, ds := bodyJSON(d.Body.Remain)
 			diags = append(diags, ds...)
-			d.Config = js
+			d.Config, d.ConfigRanges = js, ranges
 		}
 	}
 	if len(c.Drivers) == 0 {
@@ -394,13 +397,15 @@ func duration(s string, rng hcl.Range, diags *hcl.Diagnostics) time.Duration {
 }
 
 // bodyJSON turns a block of plain attributes into a JSON object.
-func bodyJSON(body hcl.Body) (json.RawMessage, hcl.Diagnostics) {
+func bodyJSON(body hcl.Body) (json.RawMessage, map[string]hcl.Range, hcl.Diagnostics) {
 	attrs, diags := body.JustAttributes()
 	if diags.HasErrors() {
-		return nil, diags
+		return nil, nil, diags
 	}
 	vals := map[string]cty.Value{}
+	ranges := map[string]hcl.Range{}
 	for name, a := range attrs {
+		ranges[name] = a.Range
 		v, ds := a.Expr.Value(nil)
 		diags = append(diags, ds...)
 		if ds.HasErrors() {
@@ -409,7 +414,7 @@ func bodyJSON(body hcl.Body) (json.RawMessage, hcl.Diagnostics) {
 		vals[name] = v
 	}
 	if diags.HasErrors() {
-		return nil, diags
+		return nil, nil, diags
 	}
 	obj := cty.EmptyObjectVal
 	if len(vals) > 0 {
@@ -417,9 +422,9 @@ func bodyJSON(body hcl.Body) (json.RawMessage, hcl.Diagnostics) {
 	}
 	js, err := ctyjson.Marshal(obj, obj.Type())
 	if err != nil {
-		return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid config block", Detail: err.Error()})
+		return nil, nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid config block", Detail: err.Error()})
 	}
-	return js, diags
+	return js, ranges, diags
 }
 
 // attrRange finds a top-level attribute or block's range for diagnostics.
@@ -444,4 +449,21 @@ func AsError(err error) (*Error, bool) {
 
 func pos(r hcl.Range) string {
 	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
+}
+
+// KeyIn finds the config-block attribute that msg (an error from the
+// plugin) names, quoted or followed by ':' as drivers usually write it,
+// and returns its range.
+func (d *Driver) KeyIn(msg string) (hcl.Range, bool) {
+	keys := make([]string, 0, len(d.ConfigRanges))
+	for k := range d.ConfigRanges {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if strings.Contains(msg, `"`+k+`"`) || strings.Contains(msg, k+":") {
+			return d.ConfigRanges[k], true
+		}
+	}
+	return hcl.Range{}, false
 }
