@@ -23,7 +23,9 @@ policy "validate" {
   settings = {}
 }
 
+# The reconciler (record versus hypervisor, decided by a reconcile
+# policy) is not implemented yet; lucid serve warns while it is enabled.
 reconciler {
-  enabled  = true
+  enabled  = false
   interval = "30s"
 }
