@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +11,10 @@ import (
 
 	"github.com/lucid-project/lucid/core/instance"
 	sdk "github.com/lucid-project/lucid/sdk/policy"
+	"github.com/lucid-project/lucid/sdk/policy/policytest"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
 // benchRequest is a realistic validate request: a resize advancing a step.
@@ -105,4 +110,92 @@ func BenchmarkValidate(b *testing.B) {
 			b.ReportMetric(perSec(b)/native, "x-native")
 		}
 	})
+}
+
+// BenchmarkGuestParts splits the guest side of a validate call into its
+// parts, on testdata/benchguest: each sub-benchmark calls one bench_*
+// export with the request of BenchmarkValidate on a warm instance of a
+// module loaded as the host loads policies ("sdk" is the SDK's whole
+// lucid_validate, with a handler that always allows). noop is the cost of a
+// call that only takes its buffer; calls and loop are 10,000 function calls
+// and loop iterations, the unit costs behind everything else.
+func BenchmarkGuestParts(b *testing.B) {
+	ctx := context.Background()
+	out := buildBenchGuest(b)
+	e, err := NewEngine(ctx, EngineConfig{CacheDir: filepath.Join(os.TempDir(), "lucid-policy-test-cache")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close(ctx)
+	m, err := e.Load(ctx, Config{Name: "bench", Hook: HookValidate, Path: out})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := m.acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.release(g, true)
+	benchGuestParts(b, g.mod, "noop", "valid", "map", "struct", "notime", "timeparse", "marshal", "alloc8k", "calls", "loop", "sdk")
+}
+
+// BenchmarkCloseOnContextDone runs a few of BenchmarkGuestParts under bare
+// wazero runtimes with and without WithCloseOnContextDone, which the host
+// needs for timeouts: with it, wazero calls out of the machine code at
+// every loop header, and Go's wasm code branches between basic blocks
+// through its function's entry loop, so most jumps pay for that check.
+func BenchmarkCloseOnContextDone(b *testing.B) {
+	ctx := context.Background()
+	bin, err := os.ReadFile(buildBenchGuest(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, closeOnDone := range []bool{false, true} {
+		b.Run(fmt.Sprintf("close=%v", closeOnDone), func(b *testing.B) {
+			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(closeOnDone))
+			defer rt.Close(ctx)
+			wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+			mod, err := rt.InstantiateWithConfig(ctx, bin, wazero.NewModuleConfig().WithStartFunctions("_initialize"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchGuestParts(b, mod, "noop", "calls", "loop", "struct", "sdk")
+		})
+	}
+}
+
+func buildBenchGuest(b *testing.B) string {
+	out := filepath.Join(b.TempDir(), "benchguest.wasm")
+	if err := policytest.Build(context.Background(), "", "./testdata/benchguest", out); err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// benchGuestParts calls bench_<part> (lucid_validate for "sdk") of mod
+// with the request of BenchmarkValidate.
+func benchGuestParts(b *testing.B, mod api.Module, parts ...string) {
+	ctx := context.Background()
+	body, err := json.Marshal(benchRequest().wire())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, part := range parts {
+		b.Run(part, func(b *testing.B) {
+			alloc, fn := mod.ExportedFunction("bench_alloc"), mod.ExportedFunction("bench_"+part)
+			if part == "sdk" {
+				alloc, fn = mod.ExportedFunction(exportAlloc), mod.ExportedFunction(HookValidate.export())
+			}
+			for b.Loop() {
+				res, err := alloc.Call(ctx, uint64(len(body)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				mod.Memory().Write(uint32(res[0]), body)
+				if _, err := fn.Call(ctx, res[0], uint64(len(body))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

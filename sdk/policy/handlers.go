@@ -136,7 +136,8 @@ func (r *registry) initJSON(settings []byte) []byte {
 	return b
 }
 
-// validateJSON is the response of lucid_validate.
+// validateJSON is the response of lucid_validate. It takes ownership of
+// req: the request's strings share its memory.
 func (r *registry) validateJSON(req []byte) []byte {
 	var resp verdictResponse
 	err := protect(func() error {
@@ -144,7 +145,7 @@ func (r *registry) validateJSON(req []byte) []byte {
 			return errors.New("no validate handler registered")
 		}
 		var q ValidateRequest
-		if err := json.Unmarshal(req, &q); err != nil {
+		if err := unmarshalRequest(req, &q); err != nil {
 			return fmt.Errorf("decode request: %w", err)
 		}
 		resp.Verdict = r.validate(q)
@@ -153,11 +154,11 @@ func (r *registry) validateJSON(req []byte) []byte {
 	if err != nil {
 		resp = verdictResponse{Verdict: Deny("policy failed"), Error: err.Error()}
 	}
-	b, _ := json.Marshal(resp)
-	return b
+	return marshalVerdict(resp)
 }
 
-// reconcileJSON is the response of lucid_reconcile.
+// reconcileJSON is the response of lucid_reconcile. It takes ownership of
+// req, like validateJSON.
 func (r *registry) reconcileJSON(req []byte) []byte {
 	var resp decisionResponse
 	err := protect(func() error {
@@ -165,7 +166,7 @@ func (r *registry) reconcileJSON(req []byte) []byte {
 			return errors.New("no reconcile handler registered")
 		}
 		var q ReconcileRequest
-		if err := json.Unmarshal(req, &q); err != nil {
+		if err := unmarshalRequest(req, &q); err != nil {
 			return fmt.Errorf("decode request: %w", err)
 		}
 		resp.Decision = r.reconcile(q)
@@ -174,8 +175,7 @@ func (r *registry) reconcileJSON(req []byte) []byte {
 	if err != nil {
 		resp = decisionResponse{Decision: Decision{Decision: DecisionFlag, Reason: "policy failed"}, Error: err.Error()}
 	}
-	b, _ := json.Marshal(resp)
-	return b
+	return marshalDecision(resp)
 }
 
 // protect runs f and turns a panic into an error, so that a bug in a
