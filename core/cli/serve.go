@@ -33,7 +33,6 @@ type Node struct {
 
 	logger  *slog.Logger
 	closers []func(context.Context) error
-	cancel  context.CancelFunc
 	srvErr  chan error
 }
 
@@ -78,7 +77,6 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	svc := lifecycle.NewService(lifecycle.Config{Store: st, Validator: validator, Node: cfg.Node, Driver: cfg.Drivers[0].Name, Logger: logger})
 	ex := lifecycle.NewExecutor(lifecycle.ExecutorConfig{Service: svc, Store: st, Claims: reg, Node: cfg.Node, Drivers: drivers, Logger: logger.With("component", "executor")})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	n.cancel = cancel
 	exDone := make(chan struct{})
 	go func() {
 		defer close(exDone)
