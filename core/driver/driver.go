@@ -15,7 +15,10 @@ package driver
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+
+	"github.com/lucid-project/lucid/sdk/driver"
 )
 
 // Config says how to run one driver plugin. It mirrors the HCL block
@@ -52,8 +55,10 @@ var (
 	// checksum is malformed.
 	ErrChecksum = errors.New("driver plugin checksum mismatch")
 	// ErrPluginExited: the plugin process died during the call, or is down
-	// and being restarted. Retrying later may succeed.
-	ErrPluginExited = errors.New("driver plugin exited")
+	// and being restarted. Retrying later may succeed. It matches the sdk's
+	// driver.ErrUnavailable, which is what callers outside this package
+	// check, so they need not import the host.
+	ErrPluginExited = fmt.Errorf("driver plugin exited (%w)", driver.ErrUnavailable)
 	// ErrClosed: the Plugin was closed.
 	ErrClosed = errors.New("driver plugin closed")
 )

@@ -292,7 +292,7 @@ func (e *Executor) step(ctx context.Context, hv Hypervisor, rec store.Record) er
 	st := rec.State
 	switch rec.Transition.Action {
 	case instance.ActionCreate:
-		return hv.Spawn(ctx, driver.Spec{ID: st.ID, Name: st.Name, Flavor: st.Flavor, Image: st.Image})
+		return hv.Spawn(ctx, driver.Spec{ID: st.ID, Name: st.Name, Flavor: driver.Flavor{Name: st.Flavor}, Image: driver.Image{ID: st.Image}})
 	case instance.ActionDelete:
 		if err := hv.Destroy(ctx, st.ID); err != nil && !errors.Is(err, driver.ErrNotFound) {
 			return err

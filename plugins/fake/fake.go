@@ -118,7 +118,7 @@ func (f *fake) Spawn(ctx context.Context, spec driver.Spec) error {
 	if _, ok := f.instances[spec.ID]; ok {
 		return nil // a concurrent Spawn of the same ID won
 	}
-	f.instances[spec.ID] = &instance{ID: spec.ID, Name: spec.Name, Flavor: spec.Flavor, Image: spec.Image, Power: driver.PowerRunning}
+	f.instances[spec.ID] = &instance{ID: spec.ID, Name: spec.Name, Flavor: spec.Flavor.Name, Image: spec.Image.ID, Power: driver.PowerRunning}
 	return f.saveLocked()
 }
 

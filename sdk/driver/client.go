@@ -44,7 +44,7 @@ func (c *Client) Configure(ctx context.Context, config []byte) error {
 
 // Spawn implements Driver.
 func (c *Client) Spawn(ctx context.Context, spec Spec) error {
-	_, err := c.rpc.Spawn(ctx, &driverpb.SpawnRequest{Id: spec.ID, Name: spec.Name, Flavor: spec.Flavor, Image: spec.Image})
+	_, err := c.rpc.Spawn(ctx, &driverpb.SpawnRequest{Id: spec.ID, Name: spec.Name, Flavor: spec.Flavor.Name, Image: spec.Image.ID})
 	return fromStatus(err)
 }
 

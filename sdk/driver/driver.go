@@ -60,12 +60,38 @@ type Info struct {
 }
 
 // Spec is what Spawn creates. ID is chosen by Lucid (a UUID) and is the key
-// for every later call; Name, Flavor and Image are the user's request.
+// for every later call; Name is the user's. Flavor and Image are resolved
+// from the operator's catalogs before the call, so a driver receives sizes
+// and a source it can use, never bare names it would have to look up.
 type Spec struct {
 	ID     string
 	Name   string
-	Flavor string
-	Image  string
+	Flavor Flavor
+	Image  Image
+}
+
+// Flavor is the size of an instance, as the operator's catalog defined it
+// when the instance was built (a later change to the catalog does not
+// reach instances already built).
+type Flavor struct {
+	// Name is the catalog entry's id, e.g. "m1.small"; informational.
+	Name   string
+	VCPUs  int
+	RAMMB  int
+	DiskGB int
+}
+
+// Image is what an instance boots from.
+type Image struct {
+	// ID and Name identify the catalog entry; informational.
+	ID   string
+	Name string
+	// Source is where the driver finds the image: a path or URL in a form
+	// the driver documents (the fake ignores it; a QEMU driver reads a
+	// file).
+	Source string
+	// DiskFormat is "qcow2", "raw" and the like; "" when unknown.
+	DiskFormat string
 }
 
 // Instance is one instance as the hypervisor sees it.
@@ -128,4 +154,9 @@ var (
 	ErrInvalidConfig = errors.New("invalid driver config")
 	// ErrUnsupported: the driver does not implement this action.
 	ErrUnsupported = errors.New("unsupported by driver")
+	// ErrUnavailable: the driver cannot be reached right now (its plugin
+	// process exited and is being restarted). Nothing is known to have
+	// happened; the caller may retry the same call later. Hosts wrap it;
+	// drivers themselves do not return it.
+	ErrUnavailable = errors.New("driver unavailable")
 )

@@ -29,7 +29,7 @@ func (s *server) Configure(ctx context.Context, req *driverpb.ConfigureRequest) 
 }
 
 func (s *server) Spawn(ctx context.Context, req *driverpb.SpawnRequest) (*driverpb.SpawnResponse, error) {
-	spec := Spec{ID: req.GetId(), Name: req.GetName(), Flavor: req.GetFlavor(), Image: req.GetImage()}
+	spec := Spec{ID: req.GetId(), Name: req.GetName(), Flavor: Flavor{Name: req.GetFlavor()}, Image: Image{ID: req.GetImage()}}
 	if err := s.impl.Spawn(ctx, spec); err != nil {
 		return nil, toStatus(err)
 	}

@@ -251,7 +251,7 @@ func callCtx(t *testing.T) context.Context {
 
 func newSpec(t *testing.T) driver.Spec {
 	id := newID(t)
-	return driver.Spec{ID: id, Name: "drivertest-" + id[:8], Flavor: "m1.tiny", Image: "cirros"}
+	return driver.Spec{ID: id, Name: "drivertest-" + id[:8], Flavor: driver.Flavor{Name: "m1.tiny", VCPUs: 1, RAMMB: 512, DiskGB: 1}, Image: driver.Image{ID: "cirros", Name: "cirros"}}
 }
 
 // newID returns a random version 4 UUID, the form of Lucid's instance IDs.
