@@ -2,6 +2,7 @@ package instance
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -60,6 +61,14 @@ func PlanFor(a Action) (Plan, error) {
 		return Plan{}, fmt.Errorf("%w: unknown action %q", ErrInvalid, a)
 	}
 	return p, nil
+}
+
+// Actions returns every action that has a plan, sorted by name, for
+// listing the valid names in errors and config diagnostics.
+func Actions() []Action {
+	as := slices.Collect(maps.Keys(plans))
+	slices.Sort(as)
+	return as
 }
 
 // Allows reports whether the plan may start from the given status.
