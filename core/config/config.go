@@ -5,10 +5,18 @@
 // with file:line:col and a source snippet, never as a bare Go error string.
 // Relative paths in the file resolve against the file's directory, so the
 // same config works whatever the working directory.
+//
+// A value the file leaves unset stays zero, and the package that uses it
+// applies its own default (each field's doc comment names the effective
+// default); config owns no other package's defaults. The exceptions are the
+// node name ("local"), the store prefix ("/lucid"), the reconciler's
+// interval (30s), a catalog entry's name (its label) and an image's
+// disk_format, which are filled in here.
 package config
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,14 +31,45 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/lucid-project/lucid/core/instance"
 )
 
 // Config is a decoded, validated operator configuration.
+//
+// After Load or Parse succeed, Executor, History and Reconciler are never
+// nil, so callers read them without checks.
 type Config struct {
-	Node       string      `hcl:"node,optional"`
-	Store      Store       `hcl:"store,block"`
-	API        API         `hcl:"api,block"`
+	Node  string `hcl:"node,optional"`
+	Store Store  `hcl:"store,block"`
+	API   API    `hcl:"api,block"`
+
+	// LeaseTTLStr is lease_ttl as written; LeaseTTL is its value.
+	LeaseTTLStr   string    `hcl:"lease_ttl,optional"`
+	LeaseTTLRange hcl.Range `hcl:"lease_ttl,attr_range"`
+	// LeaseTTL is the TTL of the node's registration lease: when a node
+	// dies, its key vanishes this long after its last keep-alive, and the
+	// transitions it owned become orphans. At least 2s and a whole number
+	// of seconds (etcd leases count seconds); zero (unset) means the
+	// node's default, 10s.
+	LeaseTTL time.Duration
+
+	// CacheDir is where compiled policy machine code is cached, resolved
+	// against the config's directory; "" (unset) lets the node choose
+	// <user cache dir>/lucid/wasm.
+	CacheDir      string    `hcl:"cache_dir,optional"`
+	CacheDirRange hcl.Range `hcl:"cache_dir,attr_range"`
+
+	Executor *Executor `hcl:"executor,block"`
+	History  *History  `hcl:"history,block"`
+
+	// Flavors and Images are the catalogs clients choose from (flavorRef,
+	// imageRef), in file order. See Config.Flavor and Config.Image.
+	Flavors []Flavor `hcl:"flavor,block"`
+	Images  []Image  `hcl:"image,block"`
+
 	Drivers    []Driver    `hcl:"driver,block"`
 	Policies   []Policy    `hcl:"policy,block"`
 	Reconciler *Reconciler `hcl:"reconciler,block"`
@@ -57,6 +96,17 @@ type Embedded struct {
 	DataDir   string    `hcl:"data_dir"`
 	ClientURL string    `hcl:"client_url,optional"`
 	DataRange hcl.Range `hcl:"data_dir,attr_range"`
+
+	// QuotaMiB is etcd's backend quota (quota-backend-bytes) in MiB: when
+	// the database reaches it, etcd refuses writes until space is
+	// reclaimed. At least 16; zero (unset) means etcd's default, 2048.
+	QuotaMiB      int       `hcl:"quota_mib,optional"`
+	QuotaMiBRange hcl.Range `hcl:"quota_mib,attr_range"`
+	// CompactionRevisions switches auto-compaction to revision mode,
+	// keeping this many revisions. At least 1000; zero (unset) means the
+	// store's default, periodic compaction of revisions older than an hour.
+	CompactionRevisions      int       `hcl:"compaction_revisions,optional"`
+	CompactionRevisionsRange hcl.Range `hcl:"compaction_revisions,attr_range"`
 }
 
 // TLS for a remote etcd cluster.
@@ -97,20 +147,83 @@ type Settings struct {
 	DefRange hcl.Range `hcl:",def_range"`
 }
 
-// Policy is one WebAssembly policy module bound to a hook.
+// Policy is one WebAssembly policy module bound to a hook. Every limit
+// left unset is zero, and the policy host applies its default.
 type Policy struct {
-	Hook          string         `hcl:"hook,label"`
-	Module        string         `hcl:"module"`
-	SettingsExpr  hcl.Expression `hcl:"settings,optional"`
-	TimeoutStr    string         `hcl:"timeout,optional"`
-	MemoryMiB     int            `hcl:"memory_mib,optional"`
-	HookRange     hcl.Range      `hcl:"hook,label_range"`
-	ModuleRange   hcl.Range      `hcl:"module,attr_range"`
-	TimeoutRange  hcl.Range      `hcl:"timeout,attr_range"`
-	DefRange      hcl.Range      `hcl:",def_range"`
+	Hook         string         `hcl:"hook,label"`
+	Module       string         `hcl:"module"`
+	SettingsExpr hcl.Expression `hcl:"settings,optional"`
+	TimeoutStr   string         `hcl:"timeout,optional"`
+	// MemoryMiB caps each instance's linear memory: 1 to 4096 (wasm32);
+	// zero (unset) means the host's default, 64.
+	MemoryMiB int `hcl:"memory_mib,optional"`
+	// Fallback is the answer when the policy fails (traps, times out,
+	// answers garbage): "deny" or "allow" for validate (default deny),
+	// "flag" or "leave" for reconcile (default flag); "" when unset.
+	Fallback string `hcl:"fallback,optional"`
+	// MaxCalls recycles an instance after this many calls (>= 1); zero
+	// (unset) means the host's default.
+	MaxCalls int `hcl:"max_calls,optional"`
+	// MaxMemoryMiB recycles an instance whose linear memory grew past it
+	// (>= 1, and <= MemoryMiB when both are set); zero (unset) means the
+	// host's default.
+	MaxMemoryMiB int `hcl:"max_memory_mib,optional"`
+	// LogLinesPerSecond rate-limits the module's stdout/stderr in the
+	// log (>= 0); zero (unset or 0) means the host's default.
+	LogLinesPerSecond int `hcl:"log_lines_per_second,optional"`
+
+	HookRange              hcl.Range `hcl:"hook,label_range"`
+	ModuleRange            hcl.Range `hcl:"module,attr_range"`
+	TimeoutRange           hcl.Range `hcl:"timeout,attr_range"`
+	MemoryMiBRange         hcl.Range `hcl:"memory_mib,attr_range"`
+	FallbackRange          hcl.Range `hcl:"fallback,attr_range"`
+	MaxCallsRange          hcl.Range `hcl:"max_calls,attr_range"`
+	MaxMemoryMiBRange      hcl.Range `hcl:"max_memory_mib,attr_range"`
+	LogLinesPerSecondRange hcl.Range `hcl:"log_lines_per_second,attr_range"`
+	DefRange               hcl.Range `hcl:",def_range"`
+
 	Settings      json.RawMessage
 	SettingsRange hcl.Range
-	Timeout       time.Duration
+	// Timeout bounds each call; zero (unset) means the host's default,
+	// 100ms.
+	Timeout time.Duration
+}
+
+// Executor bounds the node's execution of transitions.
+type Executor struct {
+	StepTimeoutStr   string    `hcl:"step_timeout,optional"`
+	StepTimeoutRange hcl.Range `hcl:"step_timeout,attr_range"`
+	// StepTimeoutsExpr is step_timeouts as written: a map from action name
+	// to duration.
+	StepTimeoutsExpr hcl.Expression `hcl:"step_timeouts,optional"`
+
+	// StepTimeout bounds one step of any action, retries included (a step
+	// whose driver is restarting waits for it up to this); zero (unset)
+	// means the executor's default, 15m.
+	StepTimeout time.Duration
+	// StepTimeouts overrides StepTimeout per action (keys are
+	// instance.Action names); nil when unset.
+	StepTimeouts map[string]time.Duration
+}
+
+// History is the retention of status-change records. Whatever the limits,
+// a live instance always keeps its newest record, so its history never
+// ends up empty. Zero fields (unset) mean the store's defaults.
+type History struct {
+	// MaxRecords is how many records an instance keeps (>= 1); default
+	// 1000.
+	MaxRecords      int       `hcl:"max_records,optional"`
+	MaxRecordsRange hcl.Range `hcl:"max_records,attr_range"`
+	MaxAgeStr       string    `hcl:"max_age,optional"`
+	MaxAgeRange     hcl.Range `hcl:"max_age,attr_range"`
+	DeletedTTLStr   string    `hcl:"deleted_ttl,optional"`
+	DeletedTTLRange hcl.Range `hcl:"deleted_ttl,attr_range"`
+
+	// MaxAge drops records older than this; default 2160h (90 days).
+	MaxAge time.Duration
+	// DeletedTTL is how long a deleted instance's history is kept after
+	// the deletion; default 168h (7 days).
+	DeletedTTL time.Duration
 }
 
 // Reconciler controls the record-versus-hypervisor sweep.
@@ -203,18 +316,37 @@ func max0(n int) int {
 	return n
 }
 
+// Options change how a file is checked. The zero value checks everything.
+type Options struct {
+	// SkipFileChecks skips checking that the files and directories the
+	// config names exist (driver plugins, policy modules, image files,
+	// cache_dir), for checking a config written for another machine or
+	// before make build. Paths are still resolved.
+	SkipFileChecks bool
+}
+
 // Load reads, decodes and validates the file at path.
 func Load(path string) (*Config, error) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	return Parse(path, src)
+	return Options{}.Load(path)
 }
 
 // Parse decodes and validates src, which came from filename (used in
 // diagnostics and to resolve relative paths).
 func Parse(filename string, src []byte) (*Config, error) {
+	return Options{}.Parse(filename, src)
+}
+
+// Load is the package's Load with these options.
+func (o Options) Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return o.Parse(path, src)
+}
+
+// Parse is the package's Parse with these options.
+func (o Options) Parse(filename string, src []byte) (*Config, error) {
 	p := hclparse.NewParser()
 	f, diags := p.ParseHCL(src, filename)
 	if diags.HasErrors() {
@@ -231,7 +363,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 		abs = filename
 	}
 	c.Dir = filepath.Dir(abs)
-	diags = append(diags, c.validate(f.Body)...)
+	diags = append(diags, c.validate(f.Body, o)...)
 	if diags.HasErrors() {
 		return nil, &Error{Diags: diags, files: p.Files()}
 	}
@@ -265,6 +397,18 @@ func (c *Config) Policy(hook string) *Policy {
 	return nil
 }
 
+// StepTimeout is the bound on one step of action: its step_timeouts entry,
+// else step_timeout, else zero (the executor's default).
+func (c *Config) StepTimeout(action string) time.Duration {
+	if c.Executor == nil {
+		return 0
+	}
+	if d, ok := c.Executor.StepTimeouts[action]; ok {
+		return d
+	}
+	return c.Executor.StepTimeout
+}
+
 // ReconcilerEnabled says whether the sweep runs (default: yes).
 func (c *Config) ReconcilerEnabled() bool {
 	return c.Reconciler == nil || c.Reconciler.Enabled == nil || *c.Reconciler.Enabled
@@ -274,7 +418,13 @@ func errAt(rng hcl.Range, summary, detail string) *hcl.Diagnostic {
 	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr()}
 }
 
-func (c *Config) validate(body hcl.Body) hcl.Diagnostics {
+// set reports whether an optional attribute was written: gohcl leaves the
+// attr_range of an absent attribute zero.
+func set(rng hcl.Range) bool {
+	return rng.Filename != ""
+}
+
+func (c *Config) validate(body hcl.Body, o Options) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	if c.Node == "" {
 		c.Node = "local"
@@ -283,28 +433,46 @@ func (c *Config) validate(body hcl.Body) hcl.Diagnostics {
 		diags = append(diags, errAt(attrRange(body, "node"), "Invalid node name", fmt.Sprintf("node %q may not contain '/' or spaces.", c.Node)))
 	}
 
-	s := &c.Store
-	switch {
-	case s.Embedded != nil && len(s.Endpoints) > 0:
-		diags = append(diags, errAt(s.DefRange, "Conflicting store settings", "Set either an embedded block or endpoints, not both."))
-	case s.Embedded == nil && len(s.Endpoints) == 0:
-		diags = append(diags, errAt(s.DefRange, "Missing store", "Set an embedded { data_dir = \"...\" } block or endpoints = [\"https://host:2379\"]."))
-	case s.Embedded != nil:
-		if s.Embedded.DataDir == "" {
-			diags = append(diags, errAt(s.Embedded.DataRange, "Empty data_dir", "The embedded etcd member needs a directory for its data."))
+	if c.LeaseTTLStr != "" || set(c.LeaseTTLRange) {
+		if d := duration(c.LeaseTTLStr, c.LeaseTTLRange, &diags); d > 0 {
+			switch {
+			case d < 2*time.Second:
+				diags = append(diags, errAt(c.LeaseTTLRange, "lease_ttl too short", fmt.Sprintf("lease_ttl %q is below the minimum \"2s\": etcd cannot keep a shorter lease alive reliably.", c.LeaseTTLStr)))
+			case d%time.Second != 0:
+				diags = append(diags, errAt(c.LeaseTTLRange, "Invalid lease_ttl", fmt.Sprintf("lease_ttl %q is not a whole number of seconds; etcd leases count seconds.", c.LeaseTTLStr)))
+			default:
+				c.LeaseTTL = d
+			}
 		}
-		s.Embedded.DataDir = c.Path(s.Embedded.DataDir)
 	}
-	if s.Prefix == "" {
-		s.Prefix = "/lucid"
+
+	if set(c.CacheDirRange) {
+		if c.CacheDir == "" {
+			diags = append(diags, errAt(c.CacheDirRange, "Empty cache_dir", "Remove cache_dir to use the default (<user cache dir>/lucid/wasm), or name a directory."))
+		}
+		c.CacheDir = c.Path(c.CacheDir)
+		if fi, err := os.Stat(c.CacheDir); !o.SkipFileChecks && c.CacheDir != "" && err == nil && !fi.IsDir() {
+			diags = append(diags, errAt(c.CacheDirRange, "cache_dir is not a directory", fmt.Sprintf("%s exists and is not a directory.", c.CacheDir)))
+		}
 	}
-	if !strings.HasPrefix(s.Prefix, "/") {
-		diags = append(diags, errAt(s.PrefixRange, "Invalid prefix", fmt.Sprintf("prefix %q must start with '/'.", s.Prefix)))
-	}
+
+	diags = append(diags, c.validateStore()...)
 
 	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
 		diags = append(diags, errAt(c.API.ListenRange, "Invalid listen address", fmt.Sprintf("%q is not host:port: %v.", c.API.Listen, err)))
 	}
+
+	if c.Executor == nil {
+		c.Executor = &Executor{}
+	}
+	diags = append(diags, c.Executor.validate()...)
+	if c.History == nil {
+		c.History = &History{}
+	}
+	diags = append(diags, c.History.validate()...)
+
+	diags = append(diags, c.validateFlavors()...)
+	diags = append(diags, c.validateImages(o)...)
 
 	seen := map[string]hcl.Range{}
 	for i := range c.Drivers {
@@ -315,12 +483,14 @@ func (c *Config) validate(body hcl.Body) hcl.Diagnostics {
 		}
 		seen[d.Name] = d.NameRange
 		d.Plugin = c.Path(d.Plugin)
-		if fi, err := os.Stat(d.Plugin); err != nil {
-			diags = append(diags, errAt(d.PluginRange, "Driver plugin not found", fmt.Sprintf("No executable at %s. Build it first (make build) or fix the path.", d.Plugin)))
-		} else if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
-			diags = append(diags, errAt(d.PluginRange, "Driver plugin not executable", fmt.Sprintf("%s is not an executable file.", d.Plugin)))
+		if !o.SkipFileChecks {
+			if fi, err := os.Stat(d.Plugin); err != nil {
+				diags = append(diags, errAt(d.PluginRange, "Driver plugin not found", fmt.Sprintf("No executable at %s. Build it first (make build) or fix the path.", d.Plugin)))
+			} else if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+				diags = append(diags, errAt(d.PluginRange, "Driver plugin not executable", fmt.Sprintf("%s is not an executable file.", d.Plugin)))
+			}
 		}
-		if d.Checksum != "" && !strings.HasPrefix(d.Checksum, "sha256:") {
+		if d.Checksum != "" && !validChecksum(d.Checksum) {
 			diags = append(diags, errAt(d.ChecksumRange, "Invalid checksum", "checksum must look like \"sha256:<64 hex digits>\"."))
 		}
 		d.Config = json.RawMessage("{}")
@@ -346,45 +516,179 @@ func (c *Config) validate(body hcl.Body) hcl.Diagnostics {
 			continue
 		}
 		hooks[p.Hook] = p.HookRange
-		p.Module = c.Path(p.Module)
-		if fi, err := os.Stat(p.Module); err != nil {
-			diags = append(diags, errAt(p.ModuleRange, "Policy module not found", fmt.Sprintf("No file at %s. Build it first (make build) or fix the path.", p.Module)))
-		} else if fi.IsDir() {
-			diags = append(diags, errAt(p.ModuleRange, "Policy module is a directory", p.Module))
-		}
-		p.Settings = json.RawMessage("{}")
-		p.SettingsRange = p.DefRange
-		if p.SettingsExpr != nil && p.SettingsExpr.Range().Start != p.SettingsExpr.Range().End {
-			p.SettingsRange = p.SettingsExpr.Range()
-			v, ds := p.SettingsExpr.Value(nil)
-			diags = append(diags, ds...)
-			if !ds.HasErrors() && !v.IsNull() {
-				if !v.Type().IsObjectType() && !v.Type().IsMapType() {
-					diags = append(diags, errAt(p.SettingsRange, "Invalid settings", "settings must be an object, e.g. { on_error = \"leave\" }."))
-				} else if js, err := ctyjson.Marshal(v, v.Type()); err != nil {
-					diags = append(diags, errAt(p.SettingsRange, "Invalid settings", err.Error()))
-				} else {
-					p.Settings = js
-				}
-			}
-		}
-		p.Timeout = 100 * time.Millisecond
-		if p.TimeoutStr != "" {
-			p.Timeout = duration(p.TimeoutStr, p.TimeoutRange, &diags)
-		}
-		if p.MemoryMiB < 0 {
-			diags = append(diags, errAt(p.DefRange, "Invalid memory_mib", "memory_mib must be positive."))
-		}
+		diags = append(diags, c.validatePolicy(p, o)...)
 	}
 
 	if c.Reconciler == nil {
 		c.Reconciler = &Reconciler{}
 	}
 	c.Reconciler.Interval = 30 * time.Second
-	if c.Reconciler.IntervalStr != "" {
+	if c.Reconciler.IntervalStr != "" || set(c.Reconciler.IntervalRange) {
 		c.Reconciler.Interval = duration(c.Reconciler.IntervalStr, c.Reconciler.IntervalRange, &diags)
 	}
 	return diags
+}
+
+func (c *Config) validateStore() hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	s := &c.Store
+	switch {
+	case s.Embedded != nil && len(s.Endpoints) > 0:
+		diags = append(diags, errAt(s.DefRange, "Conflicting store settings", "Set either an embedded block or endpoints, not both."))
+	case s.Embedded == nil && len(s.Endpoints) == 0:
+		diags = append(diags, errAt(s.DefRange, "Missing store", "Set an embedded { data_dir = \"...\" } block or endpoints = [\"https://host:2379\"]."))
+	case s.Embedded != nil:
+		e := s.Embedded
+		if e.DataDir == "" {
+			diags = append(diags, errAt(e.DataRange, "Empty data_dir", "The embedded etcd member needs a directory for its data."))
+		}
+		e.DataDir = c.Path(e.DataDir)
+		atLeast("quota_mib", e.QuotaMiB, 16, e.QuotaMiBRange, &diags)
+		atLeast("compaction_revisions", e.CompactionRevisions, 1000, e.CompactionRevisionsRange, &diags)
+	}
+	if s.Prefix == "" {
+		s.Prefix = "/lucid"
+	}
+	if !strings.HasPrefix(s.Prefix, "/") {
+		diags = append(diags, errAt(s.PrefixRange, "Invalid prefix", fmt.Sprintf("prefix %q must start with '/'.", s.Prefix)))
+	}
+	return diags
+}
+
+func (c *Config) validatePolicy(p *Policy, o Options) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	p.Module = c.Path(p.Module)
+	if !o.SkipFileChecks {
+		if fi, err := os.Stat(p.Module); err != nil {
+			diags = append(diags, errAt(p.ModuleRange, "Policy module not found", fmt.Sprintf("No file at %s. Build it first (make build) or fix the path.", p.Module)))
+		} else if fi.IsDir() {
+			diags = append(diags, errAt(p.ModuleRange, "Policy module is a directory", p.Module))
+		}
+	}
+	p.Settings = json.RawMessage("{}")
+	p.SettingsRange = p.DefRange
+	if p.SettingsExpr != nil && p.SettingsExpr.Range().Start != p.SettingsExpr.Range().End {
+		p.SettingsRange = p.SettingsExpr.Range()
+		v, ds := p.SettingsExpr.Value(nil)
+		diags = append(diags, ds...)
+		if !ds.HasErrors() && !v.IsNull() {
+			if !v.Type().IsObjectType() && !v.Type().IsMapType() {
+				diags = append(diags, errAt(p.SettingsRange, "Invalid settings", "settings must be an object, e.g. { on_error = \"leave\" }."))
+			} else if js, err := ctyjson.Marshal(v, v.Type()); err != nil {
+				diags = append(diags, errAt(p.SettingsRange, "Invalid settings", err.Error()))
+			} else {
+				p.Settings = js
+			}
+		}
+	}
+	if p.TimeoutStr != "" || set(p.TimeoutRange) {
+		p.Timeout = duration(p.TimeoutStr, p.TimeoutRange, &diags)
+	}
+	if set(p.MemoryMiBRange) && (p.MemoryMiB < 1 || p.MemoryMiB > 4096) {
+		diags = append(diags, errAt(p.MemoryMiBRange, "Invalid memory_mib", fmt.Sprintf("memory_mib must be between 1 and 4096 (the 4 GiB of wasm32); got %d.", p.MemoryMiB)))
+	}
+	if set(p.FallbackRange) {
+		allowed := []string{"deny", "allow"}
+		if p.Hook == HookReconcile {
+			allowed = []string{"flag", "leave"}
+		}
+		if p.Fallback != allowed[0] && p.Fallback != allowed[1] {
+			diags = append(diags, errAt(p.FallbackRange, "Invalid fallback", fmt.Sprintf("%q is not a fallback for a %s policy; use %q (the default) or %q.", p.Fallback, p.Hook, allowed[0], allowed[1])))
+		}
+	}
+	atLeast("max_calls", p.MaxCalls, 1, p.MaxCallsRange, &diags)
+	if atLeast("max_memory_mib", p.MaxMemoryMiB, 1, p.MaxMemoryMiBRange, &diags) &&
+		set(p.MaxMemoryMiBRange) && p.MemoryMiB > 0 && p.MaxMemoryMiB > p.MemoryMiB {
+		diags = append(diags, errAt(p.MaxMemoryMiBRange, "Invalid max_memory_mib", fmt.Sprintf("max_memory_mib = %d is above memory_mib = %d: an instance can never grow past memory_mib, so it would never be recycled for its memory.", p.MaxMemoryMiB, p.MemoryMiB)))
+	}
+	atLeast("log_lines_per_second", p.LogLinesPerSecond, 0, p.LogLinesPerSecondRange, &diags)
+	return diags
+}
+
+func (e *Executor) validate() hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	if e.StepTimeoutStr != "" || set(e.StepTimeoutRange) {
+		e.StepTimeout = duration(e.StepTimeoutStr, e.StepTimeoutRange, &diags)
+	}
+	if e.StepTimeoutsExpr == nil || e.StepTimeoutsExpr.Range().Start == e.StepTimeoutsExpr.Range().End {
+		return diags // absent: gohcl stands in an empty null expression
+	}
+	pairs, ds := hcl.ExprMap(e.StepTimeoutsExpr)
+	if ds.HasErrors() {
+		return append(diags, errAt(e.StepTimeoutsExpr.Range(), "Invalid step_timeouts", "step_timeouts must be a map from action name to duration, e.g. { create = \"15m\", resize = \"30m\" }."))
+	}
+	e.StepTimeouts = map[string]time.Duration{}
+	seen := map[string]hcl.Range{}
+	for _, kv := range pairs {
+		rng := hcl.RangeBetween(kv.Key.Range(), kv.Value.Range())
+		k, ds := kv.Key.Value(nil)
+		if ds.HasErrors() || k.IsNull() || !k.IsKnown() || k.Type() != cty.String {
+			diags = append(diags, errAt(kv.Key.Range(), "Invalid step_timeouts key", "A key must be an action name: "+actionList()+"."))
+			continue
+		}
+		action := k.AsString()
+		if _, err := instance.PlanFor(instance.Action(action)); err != nil {
+			diags = append(diags, errAt(rng, "Unknown action in step_timeouts", fmt.Sprintf("%q is not an action; use one of %s.", action, actionList())))
+			continue
+		}
+		if prev, dup := seen[action]; dup {
+			diags = append(diags, errAt(rng, "Duplicate step timeout", fmt.Sprintf("%s is already set at %s.", action, pos(prev))))
+			continue
+		}
+		seen[action] = rng
+		v, ds := kv.Value.Value(nil)
+		if !ds.HasErrors() && !v.IsNull() {
+			v, _ = convert.Convert(v, cty.String)
+		}
+		if ds.HasErrors() || v.IsNull() || !v.IsKnown() || v.Type() != cty.String {
+			diags = append(diags, errAt(rng, "Invalid duration", fmt.Sprintf("%s: a step timeout is a duration string such as \"15m\".", action)))
+			continue
+		}
+		if d := duration(v.AsString(), rng, &diags); d > 0 {
+			e.StepTimeouts[action] = d
+		}
+	}
+	return diags
+}
+
+// actionList names every action, for diagnostics.
+func actionList() string {
+	names := make([]string, 0, len(instance.Actions()))
+	for _, a := range instance.Actions() {
+		names = append(names, string(a))
+	}
+	return strings.Join(names, ", ")
+}
+
+func (h *History) validate() hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	atLeast("max_records", h.MaxRecords, 1, h.MaxRecordsRange, &diags)
+	if h.MaxAgeStr != "" || set(h.MaxAgeRange) {
+		h.MaxAge = duration(h.MaxAgeStr, h.MaxAgeRange, &diags)
+	}
+	if h.DeletedTTLStr != "" || set(h.DeletedTTLRange) {
+		h.DeletedTTL = duration(h.DeletedTTLStr, h.DeletedTTLRange, &diags)
+	}
+	return diags
+}
+
+// atLeast reports an attribute that was set below min, and says whether
+// the value is acceptable (an unset attribute is).
+func atLeast(name string, v, min int, rng hcl.Range, diags *hcl.Diagnostics) bool {
+	if !set(rng) || v >= min {
+		return true
+	}
+	*diags = append(*diags, errAt(rng, "Invalid "+name, fmt.Sprintf("%s must be at least %d; got %d.", name, min, v)))
+	return false
+}
+
+func validChecksum(s string) bool {
+	hexSum, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(hexSum) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(hexSum)
+	return err == nil
 }
 
 func duration(s string, rng hcl.Range, diags *hcl.Diagnostics) time.Duration {

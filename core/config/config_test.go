@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,16 +45,69 @@ func TestValid(t *testing.T) {
 	if p.SettingsRange.Start.Line != 20 {
 		t.Fatalf("settings range %v, want line 20", p.SettingsRange)
 	}
+	if p.Fallback != "allow" || p.MemoryMiB != 64 || p.MaxMemoryMiB != 32 || p.MaxCalls != 1000 || p.LogLinesPerSecond != 5 {
+		t.Fatalf("validate policy limits %+v", p)
+	}
+	if r := c.Policy(config.HookReconcile); r == nil || r.Fallback != "leave" || r.Timeout != 0 || r.MemoryMiB != 0 {
+		t.Fatalf("reconcile policy %+v: want fallback leave and unset limits left zero", r)
+	}
 	if c.ReconcilerEnabled() || c.Reconciler.Interval != 10*time.Second {
 		t.Fatalf("reconciler %+v", c.Reconciler)
 	}
+	if c.LeaseTTL != 15*time.Second || c.CacheDir != filepath.Join(dir, "cache/wasm") {
+		t.Fatalf("lease_ttl %v, cache_dir %q", c.LeaseTTL, c.CacheDir)
+	}
+	if got := c.Executor.StepTimeouts; len(got) != 2 || got["create"] != 15*time.Minute || got["resize"] != 30*time.Minute || c.Executor.StepTimeout != 10*time.Minute {
+		t.Fatalf("executor %+v", c.Executor)
+	}
+	if h := c.History; h.MaxRecords != 500 || h.MaxAge != 720*time.Hour || h.DeletedTTL != 24*time.Hour {
+		t.Fatalf("history %+v", h)
+	}
+	if got, want := flavors(c), []flavor{{"m1.small", "m1.small", 1, 2048, 20}, {"m1.big", "Big", 8, 16384, 0}}; !slices.Equal(got, want) {
+		t.Fatalf("flavors %+v, want %+v", got, want)
+	}
+	cirros := filepath.Join(dir, "images/cirros.qcow2")
+	if got, want := images(c), []image{
+		{"cirros", "cirros", cirros, cirros, "qcow2", 64, 0},
+		{"debian-12", "Debian 12", "", "fake://debian-12", "iso", 0, 2},
+	}; !slices.Equal(got, want) {
+		t.Fatalf("images %+v, want %+v", got, want)
+	}
+}
+
+// flavor and image are the decoded values of a catalog entry without its
+// source ranges, so tests compare them exactly.
+type flavor struct {
+	id, name             string
+	vcpus, ramMB, diskGB int
+}
+
+type image struct {
+	id, name, file, source, diskFormat string
+	minRAMMB, minDiskGB                int
+}
+
+func flavors(c *config.Config) []flavor {
+	var fs []flavor
+	for _, f := range c.Flavors {
+		fs = append(fs, flavor{f.ID, f.Name, f.VCPUs, f.RAMMB, f.DiskGB})
+	}
+	return fs
+}
+
+func images(c *config.Config) []image {
+	var is []image
+	for _, im := range c.Images {
+		is = append(is, image{im.ID, im.Name, im.File, im.Source, im.DiskFormat, im.MinRAMMB, im.MinDiskGB})
+	}
+	return is
 }
 
 // Each broken file's diagnostics are compared with testdata/<name>.golden:
 // what an operator reads on start-up, with file:line:col and a snippet.
 func TestDiagnosticsGolden(t *testing.T) {
 	dir, _ := filepath.Abs("testdata")
-	for _, name := range []string{"syntax", "unknown_attr", "missing_plugin", "bad_values", "wrong_type"} {
+	for _, name := range []string{"syntax", "unknown_attr", "missing_plugin", "bad_values", "bad_blocks", "wrong_type"} {
 		t.Run(name, func(t *testing.T) {
 			_, err := config.Load(filepath.Join("testdata", name+".hcl"))
 			if err == nil {
