@@ -11,6 +11,31 @@ store {
 
 api { listen = "127.0.0.1:8774" }
 
+# The catalogs clients choose from: the label is the id in flavorRef and
+# imageRef. The fake driver ignores image sources; a real driver reads
+# them (file = "images/cirros.qcow2" names a file beside this config).
+flavor "m1.tiny" {
+  vcpus   = 1
+  ram_mb  = 512
+  disk_gb = 1
+}
+
+flavor "m1.small" {
+  vcpus   = 1
+  ram_mb  = 2048
+  disk_gb = 20
+}
+
+flavor "m1.medium" {
+  vcpus   = 2
+  ram_mb  = 4096
+  disk_gb = 40
+}
+
+image "cirros" { source = "fake://cirros" }
+
+image "debian-12" { source = "fake://debian-12" }
+
 driver "fake" {
   plugin = "bin/lucid-driver-fake"
   config {
