@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lucid-project/lucid/core/api/client"
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/lifecycle"
 	"github.com/lucid-project/lucid/core/store"
@@ -29,10 +30,11 @@ const maxBody = 1 << 20
 // Lifecycle is what the API needs from core/lifecycle.
 type Lifecycle interface {
 	Create(ctx context.Context, req lifecycle.CreateRequest) (store.Record, error)
-	Begin(ctx context.Context, id string, action instance.Action, args map[string]string, requestID string) (store.Record, error)
+	Begin(ctx context.Context, id string, action instance.Action, req lifecycle.ActionRequest) (store.Record, error)
 	Get(ctx context.Context, id string) (store.Record, error)
 	List(ctx context.Context) ([]store.Record, error)
 	History(ctx context.Context, id string) ([]instance.HistoryRecord, error)
+	Catalog() *lifecycle.Catalog
 }
 
 var _ Lifecycle = (*lifecycle.Service)(nil)
@@ -59,7 +61,11 @@ func New(lc Lifecycle, logger *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v2.1/servers/{id}", s.showServer)
 	s.mux.HandleFunc("DELETE /v2.1/servers/{id}", s.deleteServer)
 	s.mux.HandleFunc("POST /v2.1/servers/{id}/action", s.serverAction)
+	s.mux.HandleFunc("GET /v1/instances", s.nativeList)
+	s.mux.HandleFunc("GET /v1/instances/{id}", s.nativeShow)
 	s.mux.HandleFunc("GET /v1/instances/{id}/history", s.history)
+	s.mux.HandleFunc("GET /v1/flavors", s.nativeFlavors)
+	s.mux.HandleFunc("GET /v1/images", s.nativeImages)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: no route for %s %s", errNoRoute, r.Method, r.URL.Path))
 	})
@@ -166,7 +172,7 @@ func (s *Server) createServer(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	rec, err := s.lc.Create(r.Context(), lifecycle.CreateRequest{Name: body.Server.Name, Flavor: flavor, Image: image, RequestID: requestID(r)})
+	rec, err := s.lc.Create(r.Context(), lifecycle.CreateRequest{Name: body.Server.Name, FlavorRef: flavor, ImageRef: image, RequestID: requestID(r)})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -227,7 +233,7 @@ func (s *Server) listServers(detail bool) http.HandlerFunc {
 }
 
 func (s *Server) deleteServer(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.lc.Begin(r.Context(), r.PathValue("id"), instance.ActionDelete, nil, requestID(r)); err != nil {
+	if _, err := s.lc.Begin(r.Context(), r.PathValue("id"), instance.ActionDelete, lifecycle.ActionRequest{RequestID: requestID(r)}); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -235,7 +241,9 @@ func (s *Server) deleteServer(w http.ResponseWriter, r *http.Request) {
 }
 
 // serverAction handles POST /servers/{id}/action, whose body has exactly
-// one key naming the action.
+// one key naming the action. The key decides the instance action and its
+// arguments (see actionBodies); the lifecycle service decides the rest
+// from the action table.
 func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
 	var body map[string]json.RawMessage
 	if err := decode(r, &body); err != nil {
@@ -246,40 +254,105 @@ func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: an action body has exactly one key, such as {\"os-stop\": null}", instance.ErrInvalid))
 		return
 	}
-	var action instance.Action
-	for k, v := range body {
-		switch k {
-		case "os-stop":
-			action = instance.ActionStop
-		case "os-start":
-			action = instance.ActionStart
-		case "reboot":
-			var rb struct {
-				Type string `json:"type"`
-			}
-			if err := json.Unmarshal(v, &rb); err != nil {
-				s.writeError(w, r, fmt.Errorf("%w: reboot: %v", instance.ErrInvalid, err))
-				return
-			}
-			switch strings.ToUpper(rb.Type) {
-			case "SOFT":
-				action = instance.ActionReboot
-			case "HARD":
-				action = instance.ActionHardReboot
-			default:
-				s.writeError(w, r, fmt.Errorf("%w: reboot type must be SOFT or HARD, not %q", instance.ErrInvalid, rb.Type))
-				return
-			}
-		default:
-			s.writeError(w, r, fmt.Errorf("%w: unsupported action %q", instance.ErrInvalid, k))
-			return
-		}
+	var key string
+	var raw json.RawMessage
+	for key, raw = range body {
 	}
-	if _, err := s.lc.Begin(r.Context(), r.PathValue("id"), action, nil, requestID(r)); err != nil {
+	ab, ok := actionBodies[key]
+	if !ok {
+		s.writeError(w, r, fmt.Errorf("%w: unsupported action %q", instance.ErrInvalid, key))
+		return
+	}
+	action, req, err := ab.parse(raw)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("%w: %s: %w", instance.ErrInvalid, key, err))
+		return
+	}
+	req.RequestID = requestID(r)
+	rec, err := s.lc.Begin(r.Context(), r.PathValue("id"), action, req)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	w.WriteHeader(http.StatusAccepted)
+	if ab.body {
+		writeJSON(w, ab.code, map[string]any{"server": serverView(r, rec)})
+		return
+	}
+	w.WriteHeader(ab.code)
+}
+
+// actionBody maps one OpenStack action key to an instance action: how to
+// read its value, the status code of the answer and whether the answer
+// carries the server (rebuild does, as in Nova).
+type actionBody struct {
+	parse func(json.RawMessage) (instance.Action, lifecycle.ActionRequest, error)
+	code  int
+	body  bool
+}
+
+func fixed(a instance.Action) func(json.RawMessage) (instance.Action, lifecycle.ActionRequest, error) {
+	return func(json.RawMessage) (instance.Action, lifecycle.ActionRequest, error) {
+		return a, lifecycle.ActionRequest{}, nil
+	}
+}
+
+var actionBodies = map[string]actionBody{
+	"os-stop":       {parse: fixed(instance.ActionStop), code: http.StatusAccepted},
+	"os-start":      {parse: fixed(instance.ActionStart), code: http.StatusAccepted},
+	"confirmResize": {parse: fixed(instance.ActionConfirmResize), code: http.StatusNoContent},
+	"revertResize":  {parse: fixed(instance.ActionRevertResize), code: http.StatusAccepted},
+	"reboot": {code: http.StatusAccepted, parse: func(v json.RawMessage) (instance.Action, lifecycle.ActionRequest, error) {
+		var rb struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(v, &rb); err != nil {
+			return "", lifecycle.ActionRequest{}, err
+		}
+		switch strings.ToUpper(rb.Type) {
+		case "SOFT":
+			return instance.ActionReboot, lifecycle.ActionRequest{}, nil
+		case "HARD":
+			return instance.ActionHardReboot, lifecycle.ActionRequest{}, nil
+		}
+		return "", lifecycle.ActionRequest{}, fmt.Errorf("reboot type must be SOFT or HARD, not %q", rb.Type)
+	}},
+	"rebuild": {code: http.StatusAccepted, body: true, parse: func(v json.RawMessage) (instance.Action, lifecycle.ActionRequest, error) {
+		var rb struct {
+			ImageRef json.RawMessage `json:"imageRef"`
+			Name     *string         `json:"name"`
+		}
+		if err := json.Unmarshal(v, &rb); err != nil {
+			return "", lifecycle.ActionRequest{}, err
+		}
+		img, err := ref("imageRef", rb.ImageRef)
+		if err != nil {
+			return "", lifecycle.ActionRequest{}, err
+		}
+		if img == "" {
+			return "", lifecycle.ActionRequest{}, fmt.Errorf("imageRef is required")
+		}
+		req := lifecycle.ActionRequest{ImageRef: img}
+		if rb.Name != nil {
+			req.Name = *rb.Name
+		}
+		return instance.ActionRebuild, req, nil
+	}},
+	"resize": {code: http.StatusAccepted, parse: func(v json.RawMessage) (instance.Action, lifecycle.ActionRequest, error) {
+		var rb struct {
+			FlavorRef json.RawMessage `json:"flavorRef"`
+		}
+		if err := json.Unmarshal(v, &rb); err != nil {
+			return "", lifecycle.ActionRequest{}, err
+		}
+		f, err := ref("flavorRef", rb.FlavorRef)
+		if err != nil {
+			return "", lifecycle.ActionRequest{}, err
+		}
+		if f == "" {
+			return "", lifecycle.ActionRequest{}, fmt.Errorf("flavorRef is required")
+		}
+		return instance.ActionResize, lifecycle.ActionRequest{FlavorRef: f}, nil
+	}},
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
@@ -293,23 +366,13 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: no history for %s", instance.ErrNotFound, id))
 		return
 	}
-	out := make([]historyView, len(h))
+	out := make([]client.HistoryRecord, len(h))
 	for i, rec := range h {
-		out[i] = historyView{Seq: rec.Seq, At: rec.At.UTC().Format(time.RFC3339Nano), From: string(rec.From), To: string(rec.To),
-			Action: string(rec.Action), Cause: string(rec.Cause), RequestID: rec.RequestID, Message: rec.Message}
+		out[i] = client.HistoryRecord{Seq: rec.Seq, At: rec.At.UTC(), From: string(rec.From), To: string(rec.To),
+			Action: string(rec.Action), Cause: string(rec.Cause), RequestID: rec.RequestID, User: rec.User,
+			Message: rec.Message, Policy: rec.Policy}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"history": out})
-}
-
-type historyView struct {
-	Seq       int64  `json:"seq"`
-	At        string `json:"at"`
-	From      string `json:"from"`
-	To        string `json:"to"`
-	Action    string `json:"action"`
-	Cause     string `json:"cause"`
-	RequestID string `json:"request_id"`
-	Message   string `json:"message,omitempty"`
 }
 
 // decode reads a JSON body strictly enough to catch garbage and trailing
@@ -348,7 +411,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		code, kind = http.StatusBadRequest, "badRequest"
 	case errors.Is(err, instance.ErrNotFound), errors.Is(err, errNoRoute):
 		code, kind = http.StatusNotFound, "itemNotFound"
-	case errors.Is(err, instance.ErrConflict), errors.Is(err, store.ErrStale):
+	case errors.Is(err, instance.ErrConflict), errors.Is(err, store.ErrStale), errors.Is(err, instance.ErrUnsupported):
 		code, kind = http.StatusConflict, "conflictingRequest"
 	case errors.Is(err, instance.ErrRefused):
 		code, kind = http.StatusForbidden, "forbidden"
@@ -383,12 +446,6 @@ func links(r *http.Request, id string) []map[string]string {
 	}
 }
 
-// novaPower maps power states to Nova's integer codes, which OpenStack
-// clients expect in OS-EXT-STS:power_state.
-var novaPower = map[instance.PowerState]int{
-	instance.NoState: 0, instance.Running: 1, instance.Paused: 3, instance.Shutdown: 4, instance.Crashed: 6,
-}
-
 func serverView(r *http.Request, rec store.Record) map[string]any {
 	st := rec.State
 	var task any
@@ -399,18 +456,22 @@ func serverView(r *http.Request, rec store.Record) map[string]any {
 		"id":                     st.ID,
 		"name":                   st.Name,
 		"status":                 string(rec.Status()),
-		"flavor":                 map[string]any{"id": st.Flavor},
-		"image":                  map[string]any{"id": st.Image},
+		"flavor":                 map[string]any{"id": st.Flavor.ID},
+		"image":                  map[string]any{"id": st.Image.ID},
+		"user_id":                st.User,
+		"tenant_id":              st.Project,
 		"created":                st.CreatedAt.UTC().Format(time.RFC3339),
 		"updated":                st.UpdatedAt.UTC().Format(time.RFC3339),
 		"OS-EXT-STS:vm_state":    string(st.VMState),
 		"OS-EXT-STS:task_state":  task,
-		"OS-EXT-STS:power_state": novaPower[st.PowerState],
+		"OS-EXT-STS:power_state": instance.PowerCode(st.PowerState),
 		"OS-EXT-SRV-ATTR:host":   st.Node,
 		"links":                  links(r, st.ID),
 		"metadata":               map[string]string{},
 	}
-	if f := st.Fault; f != nil {
+	if rec.Err != nil {
+		v["fault"] = map[string]any{"code": 500, "message": "the stored record cannot be read: " + rec.Err.Error(), "created": st.UpdatedAt.UTC().Format(time.RFC3339)}
+	} else if f := st.Fault; f != nil {
 		v["fault"] = map[string]any{"code": f.Code, "message": f.Message, "created": f.At.UTC().Format(time.RFC3339), "details": "during " + string(f.During)}
 	}
 	if t := rec.Transition; t != nil {

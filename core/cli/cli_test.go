@@ -3,13 +3,19 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/lucid-project/lucid/core/cli"
+	"github.com/lucid-project/lucid/internal/testnode"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func run(t testing.TB, args ...string) (string, error) {
 	t.Helper()
@@ -18,42 +24,118 @@ func run(t testing.TB, args ...string) (string, error) {
 	return out.String() + errOut.String(), err
 }
 
-func TestCLIServerCommands(t *testing.T) {
-	n := startNode(t, ``, `{}`)
-	out, err := run(t, "server", "create", "--endpoint", n.base, "--flavor", "m1.tiny", "--image", "cirros", "--wait", "cli-vm")
-	if err != nil {
-		t.Fatalf("create: %v\n%s", err, out)
-	}
-	lines := strings.Fields(out)
-	if len(lines) < 2 || lines[len(lines)-1] != "ACTIVE" {
-		t.Fatalf("create --wait printed %q, want the id then statuses ending ACTIVE", out)
-	}
-	id := lines[0]
-	if out, err := run(t, "server", "show", "--endpoint", n.base, id); err != nil || !strings.Contains(out, "ACTIVE") || !strings.Contains(out, "cli-vm") {
-		t.Fatalf("show: %v\n%s", err, out)
-	}
-	if out, err := run(t, "server", "list", "--endpoint", n.base); err != nil || !strings.Contains(out, id) {
-		t.Fatalf("list: %v\n%s", err, out)
-	}
-	if out, err := run(t, "server", "delete", "--endpoint", n.base, "--wait", id); err != nil || !strings.HasSuffix(strings.TrimSpace(out), "DELETED") {
-		t.Fatalf("delete: %v\n%s", err, out)
-	}
-	out, err = run(t, "server", "history", "--endpoint", n.base, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"BUILD", "ACTIVE", "DELETING", "DELETED"} {
-		if !strings.Contains(out, want) {
-			t.Fatalf("history lacks %s:\n%s", want, out)
+var (
+	uuidRe = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+	timeRe = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`)
+	portRe = regexp.MustCompile(`127\.0\.0\.1:\d+`)
+)
+
+// normalize replaces what changes from run to run. The columns stay
+// aligned because what is replaced has a fixed width.
+func normalize(s string) string {
+	s = uuidRe.ReplaceAllString(s, "<uuid>")
+	s = timeRe.ReplaceAllString(s, "<time>")
+	return portRe.ReplaceAllString(s, "127.0.0.1:<port>")
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	got = normalize(got)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
 		}
+		return
 	}
-	if out, err := run(t, "server", "show", "--endpoint", n.base, id); err == nil || !strings.Contains(err.Error(), "404 itemNotFound") {
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./core/cli -run %s -update to create it)", err, t.Name())
+	}
+	if got != string(want) {
+		t.Fatalf("%s differs:\n--- got\n%s--- want\n%s", path, got, want)
+	}
+}
+
+// Every client command against a real node, its output pinned.
+func TestServerCommands(t *testing.T) {
+	n := testnode.Start(t, testnode.Options{})
+	ep := []string{"--endpoint", n.Base}
+	step := func(name string, args ...string) string {
+		t.Helper()
+		out, err := run(t, append(append(args[:2:2], ep...), args[2:]...)...)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		golden(t, name, out)
+		return out
+	}
+	out := step("create", "server", "create", "--flavor", "m1.tiny", "--image", "cirros", "--wait", "cli-vm")
+	id := strings.Fields(out)[0]
+	step("stop", "server", "stop", "--wait", id)
+	step("start", "server", "start", "--wait", id)
+	step("reboot-hard", "server", "reboot", "--hard", "--wait", id)
+	step("show", "server", "show", id)
+	step("list", "server", "list")
+	step("flavor-list", "flavor", "list")
+	step("image-list", "image", "list")
+	step("delete", "server", "delete", "--wait", id)
+	step("history", "server", "history", id)
+	if out, err := run(t, "server", "show", "--endpoint", n.Base, id); err == nil || !strings.Contains(err.Error(), "404 itemNotFound") {
 		t.Fatalf("show deleted: %v\n%s", err, out)
 	}
 }
 
+// A failed action is an error carrying the fault, after the statuses.
+func TestWaitReportsFailure(t *testing.T) {
+	n := testnode.Start(t, testnode.Options{Driver: `fail_spawn = "no capacity"`})
+	out, err := run(t, "server", "create", "--endpoint", n.Base, "--flavor", "m1.tiny", "--image", "cirros", "--wait", "doomed")
+	if err == nil || !strings.Contains(err.Error(), "no capacity") || !strings.HasSuffix(strings.TrimSpace(out), "BUILD\nERROR") {
+		t.Fatalf("create of a doomed instance: %v\n%s", err, out)
+	}
+}
+
+// The CLI finds the API from the config file, or says how to point it at
+// one; it never dials a port it guessed.
+func TestEndpointDiscovery(t *testing.T) {
+	n := testnode.Start(t, testnode.Options{})
+	// The test node listens on port 0; a config naming its real address
+	// stands in for the operator's config.hcl.
+	cfg := filepath.Join(t.TempDir(), "config.hcl")
+	src, _ := os.ReadFile(n.ConfigPath)
+	os.WriteFile(cfg, []byte(strings.Replace(string(src), `"127.0.0.1:0"`, `"`+n.Addr+`"`, 1)), 0o644)
+	if out, err := run(t, "server", "list", "--config", cfg); err != nil || !strings.HasPrefix(out, "ID") {
+		t.Fatalf("list via --config: %v\n%s", err, out)
+	}
+	t.Setenv("LUCID_ENDPOINT", n.Base)
+	if out, err := run(t, "server", "list", "--config", "/nonexistent.hcl"); err != nil {
+		t.Fatalf("list via LUCID_ENDPOINT: %v\n%s", err, out)
+	}
+	t.Setenv("LUCID_ENDPOINT", "")
+	_, err := run(t, "server", "list", "--config", filepath.Join(t.TempDir(), "missing.hcl"))
+	if err == nil || !strings.Contains(err.Error(), "no API endpoint") || !strings.Contains(err.Error(), "LUCID_ENDPOINT") {
+		t.Fatalf("list without an endpoint: %v", err)
+	}
+}
+
+// lineCol finds the first occurrence of what in the file at path and
+// returns its "path:line:col".
+func lineCol(t *testing.T, path, what string) string {
+	t.Helper()
+	src, _ := os.ReadFile(path)
+	for i, l := range strings.Split(string(src), "\n") {
+		if c := strings.Index(l, what); c >= 0 {
+			return path + ":" + itoa(i+1) + ":" + itoa(c+1)
+		}
+	}
+	t.Fatalf("%s not in %s", what, path)
+	return ""
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
 func TestConfigValidate(t *testing.T) {
-	good := writeConfig(t, ``, `{}`)
+	good := testnode.Config(t, testnode.Options{})
 	if out, err := run(t, "config", "validate", "--config", good); err != nil || !strings.Contains(out, "ok") {
 		t.Fatalf("validate good config: %v\n%s", err, out)
 	}
@@ -68,18 +150,23 @@ func TestConfigValidate(t *testing.T) {
 // Start-up refuses a module that is not WebAssembly and names the config
 // line; nothing is left running.
 func TestServeRefusesBadModule(t *testing.T) {
-	p := writeConfig(t, ``, `{}`)
+	p := testnode.Config(t, testnode.Options{})
 	notWasm := filepath.Join(t.TempDir(), "policy.wasm")
 	os.WriteFile(notWasm, []byte("this is not a module"), 0o644)
 	src, _ := os.ReadFile(p)
-	wasm := testenvWasmLine(t, string(src))
-	os.WriteFile(p, []byte(strings.Replace(string(src), wasm, notWasm, 1)), 0o644)
+	var module string
+	for _, l := range strings.Split(string(src), "\n") {
+		if strings.Contains(l, "module") {
+			module = strings.Trim(strings.TrimSpace(strings.SplitN(l, "=", 2)[1]), `"`)
+		}
+	}
+	os.WriteFile(p, []byte(strings.Replace(string(src), module, notWasm, 1)), 0o644)
 	_, err := run(t, "serve", "--config", p)
 	if err == nil {
 		t.Fatal("serve started with a non-wasm policy")
 	}
-	if !strings.Contains(err.Error(), p+":19:3") || !strings.Contains(err.Error(), "Cannot load policy module") {
-		t.Fatalf("error does not point at the module line:\n%v", err)
+	if want := lineCol(t, p, "module"); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Cannot load policy module") {
+		t.Fatalf("error does not point at %s:\n%v", want, err)
 	}
 }
 
@@ -87,11 +174,12 @@ func TestServeRefusesBadModule(t *testing.T) {
 // config validate (which starts the plugin to ask it); --offline only
 // checks the file.
 func TestBadDriverConfigPointsAtKey(t *testing.T) {
-	p := writeConfig(t, `no_such_knob = true`, `{}`)
+	p := testnode.Config(t, testnode.Options{Driver: `no_such_knob = true`})
+	want := lineCol(t, p, "no_such_knob")
 	for _, args := range [][]string{{"serve", "--config", p}, {"config", "validate", "--config", p}} {
 		_, err := run(t, args...)
-		if err == nil || !strings.Contains(err.Error(), "no_such_knob") || !strings.Contains(err.Error(), p+":14:1") {
-			t.Fatalf("%v with a bad driver config: %v", args, err)
+		if err == nil || !strings.Contains(err.Error(), "no_such_knob") || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%v with a bad driver config: %v, want it at %s", args, err, want)
 		}
 	}
 	if out, err := run(t, "config", "validate", "--offline", "--config", p); err != nil || !strings.Contains(out, "ok") {
@@ -100,20 +188,10 @@ func TestBadDriverConfigPointsAtKey(t *testing.T) {
 }
 
 func TestServeRefusesPolicySettings(t *testing.T) {
-	p := writeConfig(t, ``, `{ forbid_actions = ["teleport"] }`)
+	p := testnode.Config(t, testnode.Options{Validate: `{ forbid_actions = ["teleport"] }`})
+	want := lineCol(t, p, "{ forbid_actions")
 	_, err := run(t, "serve", "--config", p)
-	if err == nil || !strings.Contains(err.Error(), p+":20:14") || !strings.Contains(err.Error(), "teleport") {
-		t.Fatalf("serve with bad policy settings: %v", err)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "teleport") {
+		t.Fatalf("serve with bad policy settings: %v, want it at %s", err, want)
 	}
-}
-
-func testenvWasmLine(t testing.TB, src string) string {
-	t.Helper()
-	for _, l := range strings.Split(src, "\n") {
-		if strings.Contains(l, "module") {
-			return strings.Trim(strings.TrimSpace(strings.SplitN(l, "=", 2)[1]), `"`)
-		}
-	}
-	t.Fatal("no module line")
-	return ""
 }

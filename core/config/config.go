@@ -627,7 +627,7 @@ func (e *Executor) validate() hcl.Diagnostics {
 			continue
 		}
 		action := k.AsString()
-		if _, err := instance.PlanFor(instance.Action(action)); err != nil {
+		if _, err := instance.Lookup(instance.Action(action)); err != nil {
 			diags = append(diags, errAt(rng, "Unknown action in step_timeouts", fmt.Sprintf("%q is not an action; use one of %s.", action, actionList())))
 			continue
 		}
@@ -653,10 +653,11 @@ func (e *Executor) validate() hcl.Diagnostics {
 
 // actionList names every action, for diagnostics.
 func actionList() string {
-	names := make([]string, 0, len(instance.Actions()))
+	var names []string
 	for _, a := range instance.Actions() {
-		names = append(names, string(a))
+		names = append(names, string(a.Action))
 	}
+	sort.Strings(names)
 	return strings.Join(names, ", ")
 }
 

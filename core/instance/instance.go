@@ -7,7 +7,10 @@
 package instance
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -45,7 +48,81 @@ const (
 	CauseAPI        Cause = "api"
 	CauseDriver     Cause = "driver"
 	CauseReconciler Cause = "reconciler"
+	// CausePolicy marks the ERROR Lucid writes when the validate policy
+	// refused (or could not judge) the outcome of a step the driver had
+	// already carried out: the transition must end, and the record must
+	// say why. That write cannot itself be refused.
+	CausePolicy Cause = "policy"
 )
+
+// Schema versions of the stored records. A record of an older version is
+// migrated when it is decoded, never shown as ERROR; a record of a newer
+// version than this Lucid knows is ErrNewerSchema (written by a newer
+// Lucid: leave it alone).
+const (
+	// StateSchema 2: flavor and image are objects (as built). Version 1
+	// (no "schema" field) stored their ids as strings.
+	StateSchema = 2
+	// TransitionSchema 2: typed arguments (flavor, image, name). Version 1
+	// had an untyped "args" map, never used by the actions it ran.
+	TransitionSchema = 2
+	// HistorySchema 1: the first versioned history record.
+	HistorySchema = 1
+)
+
+// ErrNewerSchema means a record was written by a newer Lucid.
+var ErrNewerSchema = errors.New("record has a newer schema than this Lucid knows")
+
+// Flavor is an instance's size as built: copied from the operator's
+// catalog when the instance was created or resized, so a later change to
+// the catalog never rewrites a record.
+type Flavor struct {
+	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"`
+	VCPUs  int    `json:"vcpus"`
+	RAMMB  int    `json:"ram_mb"`
+	DiskGB int    `json:"disk_gb"`
+}
+
+// UnmarshalJSON also reads schema 1's bare flavor id.
+func (f *Flavor) UnmarshalJSON(b []byte) error {
+	if s, ok := legacyID(b); ok {
+		*f = Flavor{ID: s, Name: s}
+		return nil
+	}
+	type plain Flavor
+	return json.Unmarshal(b, (*plain)(f))
+}
+
+// Image is what an instance was built from, as the catalog said then.
+type Image struct {
+	ID         string `json:"id"`
+	Name       string `json:"name,omitempty"`
+	Source     string `json:"source,omitempty"`
+	DiskFormat string `json:"disk_format,omitempty"`
+}
+
+// UnmarshalJSON also reads schema 1's bare image id.
+func (i *Image) UnmarshalJSON(b []byte) error {
+	if s, ok := legacyID(b); ok {
+		*i = Image{ID: s, Name: s}
+		return nil
+	}
+	type plain Image
+	return json.Unmarshal(b, (*plain)(i))
+}
+
+func legacyID(b []byte) (string, bool) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '"' {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(b, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
 
 // Fault explains why an instance is in ERROR, or why an action failed and
 // the instance went back to where it was.
@@ -67,13 +144,23 @@ type Flag struct {
 // State is the settled truth about one instance, stored under
 // <prefix>/instances/<id>/state.
 type State struct {
+	// Schema is the record's version (StateSchema when written).
+	Schema     int        `json:"schema"`
 	ID         string     `json:"id"`
 	Name       string     `json:"name"`
 	VMState    VMState    `json:"vm_state"`
 	PowerState PowerState `json:"power_state"`
-	Flavor     string     `json:"flavor"`
-	Image      string     `json:"image"`
-	Node       string     `json:"node"`
+	Flavor     Flavor     `json:"flavor"`
+	// OldFlavor is kept while the instance waits in VERIFY_RESIZE, to
+	// revert to; ResizedFrom is the status it had before the resize, where
+	// confirm and revert return it.
+	OldFlavor   *Flavor           `json:"old_flavor,omitempty"`
+	ResizedFrom Status            `json:"resized_from,omitempty"`
+	Image       Image             `json:"image"`
+	Project     string            `json:"project,omitempty"`
+	User        string            `json:"user,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	Node        string            `json:"node"`
 	// Driver names the hypervisor driver on Node that runs the instance.
 	Driver    string    `json:"driver"`
 	Fault     *Fault    `json:"fault,omitempty"`
@@ -89,6 +176,8 @@ type State struct {
 // Transition is an action in flight, stored under
 // <prefix>/instances/<id>/transition only while the action runs.
 type Transition struct {
+	// Schema is the record's version (TransitionSchema when written).
+	Schema    int    `json:"schema"`
 	Action    Action `json:"action"`
 	RequestID string `json:"request_id"`
 	// Steps are the statuses the action shows, in order; Step indexes the
@@ -102,10 +191,15 @@ type Transition struct {
 	StartedAt     time.Time `json:"started_at"`
 	StepStartedAt time.Time `json:"step_started_at"`
 	Attempt       int       `json:"attempt"`
-	// Node is the node that executes the transition.
+	// Node is the node that owns and executes the transition. It is alive
+	// while its lease-bound nodes/<node> key exists; a transition whose
+	// node is gone is an orphan.
 	Node string `json:"node"`
-	// Args carries the action's parameters (for example a new flavor).
-	Args map[string]string `json:"args,omitempty"`
+	// The action's arguments, resolved when it was accepted: the flavor a
+	// resize goes to, the image and optional new name of a rebuild.
+	Flavor *Flavor `json:"flavor,omitempty"`
+	Image  *Image  `json:"image,omitempty"`
+	Name   string  `json:"name,omitempty"`
 }
 
 // Current is the status the transition shows now.
@@ -126,6 +220,8 @@ func (t *Transition) Current() Status {
 // HistoryRecord is one status change, stored under
 // <prefix>/history/<id>/<seq>. History outlives the instance.
 type HistoryRecord struct {
+	// Schema is the record's version (HistorySchema when written).
+	Schema    int       `json:"schema"`
 	Seq       int64     `json:"seq"`
 	At        time.Time `json:"at"`
 	From      Status    `json:"from"`
@@ -133,7 +229,50 @@ type HistoryRecord struct {
 	Action    Action    `json:"action"`
 	Cause     Cause     `json:"cause"`
 	RequestID string    `json:"request_id"`
+	User      string    `json:"user,omitempty"`
 	Message   string    `json:"message,omitempty"`
+	// Policy names the policy that refused a change or made a reconciler
+	// decision: "name@version sha256:<12 hex>".
+	Policy string `json:"policy,omitempty"`
+}
+
+// DecodeState reads a stored state, migrating older schemas.
+func DecodeState(b []byte) (State, error) {
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return State{}, err
+	}
+	if st.Schema > StateSchema {
+		return State{}, fmt.Errorf("%w: state schema %d, this Lucid knows up to %d", ErrNewerSchema, st.Schema, StateSchema)
+	}
+	st.Schema = StateSchema // schema 1 was migrated by Flavor/Image's decoders
+	return st, nil
+}
+
+// DecodeTransition reads a stored transition, migrating older schemas.
+func DecodeTransition(b []byte) (Transition, error) {
+	var t Transition
+	if err := json.Unmarshal(b, &t); err != nil {
+		return Transition{}, err
+	}
+	if t.Schema > TransitionSchema {
+		return Transition{}, fmt.Errorf("%w: transition schema %d, this Lucid knows up to %d", ErrNewerSchema, t.Schema, TransitionSchema)
+	}
+	t.Schema = TransitionSchema // schema 1's args were never used
+	return t, nil
+}
+
+// DecodeHistory reads a stored history record.
+func DecodeHistory(b []byte) (HistoryRecord, error) {
+	var h HistoryRecord
+	if err := json.Unmarshal(b, &h); err != nil {
+		return HistoryRecord{}, err
+	}
+	if h.Schema > HistorySchema {
+		return HistoryRecord{}, fmt.Errorf("%w: history schema %d, this Lucid knows up to %d", ErrNewerSchema, h.Schema, HistorySchema)
+	}
+	h.Schema = HistorySchema
+	return h, nil
 }
 
 // Sentinel errors of the model. Other layers wrap them; HTTP translates
@@ -148,4 +287,7 @@ var (
 	ErrInvalid = errors.New("invalid request")
 	// ErrRefused: the transition policy refused a status change.
 	ErrRefused = errors.New("refused by policy")
+	// ErrUnsupported: the instance's driver lacks the capability an
+	// action needs.
+	ErrUnsupported = errors.New("unsupported by the instance's driver")
 )

@@ -1,13 +1,3 @@
-// Package lifecycle turns requests into transitions and transitions into
-// hypervisor calls.
-//
-// The Service is the API's side: it checks an action against the
-// instance's plan, asks the transition policy, and writes the transition
-// to etcd. It never calls a driver. The Executor is the owning node's
-// side: it watches transitions in etcd and carries them out step by step
-// on its local driver, writing each step back. Every status change from
-// either side goes through one function (commit) that asks the policy and
-// writes state, transition and history in one guarded etcd transaction.
 package lifecycle
 
 import (
@@ -15,38 +5,90 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
-	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
 	"github.com/lucid-project/lucid/core/instance"
-	"github.com/lucid-project/lucid/core/policy"
 	"github.com/lucid-project/lucid/core/store"
 )
 
-// Validator decides whether a status change may be written. A
-// *policy.Module satisfies it. On a policy failure (trap, timeout) it
-// returns an error together with the configured fallback verdict, which
-// is what counts.
-type Validator interface {
-	Validate(ctx context.Context, req policy.ValidateRequest) (policy.Verdict, error)
+// Catalog resolves the flavorRef and imageRef of a request into what the
+// instance is built from. Lookups match an id first, then a name.
+type Catalog struct {
+	Flavors []instance.Flavor
+	Images  []CatalogImage
 }
 
-// Service accepts actions from the API. It is safe for concurrent use.
+// CatalogImage is an image entry: what an instance records, and the least
+// a flavor must offer to boot it.
+type CatalogImage struct {
+	instance.Image
+	MinRAMMB  int
+	MinDiskGB int
+}
+
+// fits reports why flavor f cannot boot image i, or "" when it can.
+func (i CatalogImage) fits(f instance.Flavor) string {
+	switch {
+	case f.RAMMB < i.MinRAMMB:
+		return fmt.Sprintf("flavor %s has %d MB of RAM; image %s needs at least %d MB", f.ID, f.RAMMB, i.ID, i.MinRAMMB)
+	case f.DiskGB < i.MinDiskGB:
+		return fmt.Sprintf("flavor %s has a %d GB disk; image %s needs at least %d GB", f.ID, f.DiskGB, i.ID, i.MinDiskGB)
+	}
+	return ""
+}
+
+// Flavor finds a flavor by id, then by name.
+func (c *Catalog) Flavor(ref string) (instance.Flavor, bool) {
+	if c == nil {
+		return instance.Flavor{}, false
+	}
+	for _, byName := range []bool{false, true} {
+		for _, f := range c.Flavors {
+			if (!byName && f.ID == ref) || (byName && f.Name == ref) {
+				return f, true
+			}
+		}
+	}
+	return instance.Flavor{}, false
+}
+
+// Image finds an image by id, then by name.
+func (c *Catalog) Image(ref string) (CatalogImage, bool) {
+	if c == nil {
+		return CatalogImage{}, false
+	}
+	for _, byName := range []bool{false, true} {
+		for _, i := range c.Images {
+			if (!byName && i.ID == ref) || (byName && i.Name == ref) {
+				return i, true
+			}
+		}
+	}
+	return CatalogImage{}, false
+}
+
+// Service accepts actions from the API: it checks them against the action
+// table and the catalogs, and writes the transition through the Recorder
+// for the owning node to carry out. It never calls a driver. It is safe for
+// concurrent use.
 type Service struct {
-	store     *store.Store
-	validator Validator // nil: only the built-in plans apply
-	node      string
-	driver    string
-	logger    *slog.Logger
-	now       func() time.Time
+	store   *store.Store
+	rec     *Recorder
+	catalog *Catalog
+	node    string
+	driver  string
+	logger  *slog.Logger
 }
 
 // Config configures a Service.
 type Config struct {
-	Store     *store.Store
-	Validator Validator
+	Store    *store.Store
+	Recorder *Recorder
+	Catalog  *Catalog
 	// Node receives new instances; Driver is the driver they run on.
 	Node   string
 	Driver string
@@ -59,91 +101,117 @@ func NewService(cfg Config) *Service {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: cfg.Store, validator: cfg.Validator, node: cfg.Node, driver: cfg.Driver, logger: l, now: func() time.Time { return time.Now().UTC() }}
+	return &Service{store: cfg.Store, rec: cfg.Recorder, catalog: cfg.Catalog, node: cfg.Node, driver: cfg.Driver, logger: l}
 }
+
+// MaxNameLength is the longest instance name accepted, as in Nova.
+const MaxNameLength = 255
 
 // CreateRequest is what a user asks for.
 type CreateRequest struct {
 	Name      string
-	Flavor    string
-	Image     string
+	FlavorRef string
+	ImageRef  string
+	Metadata  map[string]string
 	RequestID string
-}
-
-// RefusedError is a status change the transition policy refused.
-type RefusedError struct {
-	From, To instance.Status
-	Action   instance.Action
-	Reason   string
-}
-
-func (e *RefusedError) Error() string {
-	return fmt.Sprintf("policy refused %s -> %s during %s: %s", orNone(e.From), e.To, e.Action, e.Reason)
-}
-
-// Is makes errors.Is(err, instance.ErrRefused) true.
-func (e *RefusedError) Is(target error) bool { return target == instance.ErrRefused }
-
-func orNone(s instance.Status) string {
-	if s == "" {
-		return "(new)"
-	}
-	return string(s)
+	Project   string
+	User      string
 }
 
 // NewRequestID returns a request id in OpenStack's form.
 func NewRequestID() string { return "req-" + uuid.NewString() }
 
 // Create records a new instance in BUILD with a create transition for the
-// node to carry out.
+// node to carry out. Missing fields and unknown catalog references are
+// ErrInvalid, naming them.
 func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Record, error) {
 	var missing []string
 	if strings.TrimSpace(req.Name) == "" {
 		missing = append(missing, "name")
 	}
-	if req.Flavor == "" {
+	if req.FlavorRef == "" {
 		missing = append(missing, "flavorRef")
 	}
-	if req.Image == "" {
+	if req.ImageRef == "" {
 		missing = append(missing, "imageRef")
 	}
 	if len(missing) > 0 {
 		return store.Record{}, fmt.Errorf("%w: missing %s", instance.ErrInvalid, strings.Join(missing, ", "))
 	}
+	if err := checkName(req.Name); err != nil {
+		return store.Record{}, err
+	}
+	flavor, ok := s.catalog.Flavor(req.FlavorRef)
+	if !ok {
+		return store.Record{}, fmt.Errorf("%w: flavorRef %q is not a flavor of this cloud", instance.ErrInvalid, req.FlavorRef)
+	}
+	image, ok := s.catalog.Image(req.ImageRef)
+	if !ok {
+		return store.Record{}, fmt.Errorf("%w: imageRef %q is not an image of this cloud", instance.ErrInvalid, req.ImageRef)
+	}
+	if why := image.fits(flavor); why != "" {
+		return store.Record{}, fmt.Errorf("%w: %s", instance.ErrInvalid, why)
+	}
 	if req.RequestID == "" {
 		req.RequestID = NewRequestID()
 	}
-	plan, _ := instance.PlanFor(instance.ActionCreate)
-	now := s.now()
+	spec, _ := instance.Lookup(instance.ActionCreate)
+	now := s.rec.Now()
 	id := uuid.NewString()
 	st := instance.State{
 		ID: id, Name: req.Name, VMState: instance.Building, PowerState: instance.NoState,
-		Flavor: req.Flavor, Image: req.Image, Node: s.node, Driver: s.driver,
-		CreatedAt: now, UpdatedAt: now,
+		Flavor: flavor, Image: image.Image, Project: req.Project, User: req.User, Metadata: req.Metadata,
+		Node: s.node, Driver: s.driver, CreatedAt: now, UpdatedAt: now,
 	}
-	t := plan.Begin("", req.RequestID, s.node, nil)
+	t := spec.Begin("", st, req.RequestID, s.node, instance.Request{})
 	t.StartedAt, t.StepStartedAt = now, now
-	return s.commit(ctx, store.Record{}, store.Change{
-		ID: id, State: &st, Transition: t,
-		History: instance.HistoryRecord{At: now, Action: instance.ActionCreate, Cause: instance.CauseAPI, RequestID: req.RequestID},
+	return s.rec.Record(ctx, store.Record{}, Change{
+		ID: id, State: &st, Transition: t, At: now,
+		Action: instance.ActionCreate, Cause: instance.CauseAPI, RequestID: req.RequestID, User: req.User,
 	})
+}
+
+func checkName(name string) error {
+	switch {
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: name is not valid UTF-8", instance.ErrInvalid)
+	case utf8.RuneCountInString(name) > MaxNameLength:
+		return fmt.Errorf("%w: name is %d characters long; at most %d are allowed", instance.ErrInvalid, utf8.RuneCountInString(name), MaxNameLength)
+	case strings.TrimSpace(name) != name:
+		return fmt.Errorf("%w: name may not begin or end with whitespace", instance.ErrInvalid)
+	}
+	return nil
+}
+
+// ActionRequest carries an action's arguments as the user gave them.
+type ActionRequest struct {
+	FlavorRef string // resize
+	ImageRef  string // rebuild
+	Name      string // rebuild: optional new name
+	RequestID string
+	User      string
 }
 
 // Begin starts action on instance id: it writes the action's transition,
 // showing its first step. Another action in flight is ErrConflict (unless
-// the action pre-empts, as delete does), and so is an action the instance's
-// status does not allow. Repeating a delete that is already in flight is
-// accepted and changes nothing.
-func (s *Service) Begin(ctx context.Context, id string, action instance.Action, args map[string]string, requestID string) (store.Record, error) {
-	plan, err := instance.PlanFor(action)
+// the action pre-empts it, as delete does), and so is an action the
+// instance's status does not allow or its node's driver cannot do
+// (ErrUnsupported, which also matches ErrConflict). Repeating a delete
+// that is already in flight is accepted and changes nothing.
+func (s *Service) Begin(ctx context.Context, id string, action instance.Action, req ActionRequest) (store.Record, error) {
+	spec, err := instance.Lookup(action)
 	if err != nil {
 		return store.Record{}, err
 	}
-	if action == instance.ActionCreate || len(plan.Steps) == 0 {
-		return store.Record{}, fmt.Errorf("%w: %s is not supported yet", instance.ErrInvalid, action)
+	if action == instance.ActionCreate || !spec.Runnable() {
+		return store.Record{}, fmt.Errorf("%w: %s is not supported", instance.ErrInvalid, action)
 	}
-	if requestID == "" {
-		requestID = NewRequestID()
+	args, err := s.resolve(req)
+	if err != nil {
+		return store.Record{}, err
+	}
+	if req.RequestID == "" {
+		req.RequestID = NewRequestID()
 	}
 	// A concurrent step of the executor may move the record between our
 	// read and our write; the guarded write then fails as stale and we
@@ -153,32 +221,148 @@ func (s *Service) Begin(ctx context.Context, id string, action instance.Action, 
 		if err != nil {
 			return store.Record{}, err
 		}
+		if rec.Err != nil {
+			return store.Record{}, fmt.Errorf("%w: instance %s cannot be read (%v); an operator must repair or remove its record", instance.ErrConflict, id, rec.Err)
+		}
 		from := rec.Status()
 		if t := rec.Transition; t != nil {
-			if t.Action == action && plan.Preempts {
+			if t.Action == action && spec.Preempts {
 				return rec, nil
 			}
-			if !plan.Preempts {
+			if !spec.Preempts {
 				return store.Record{}, fmt.Errorf("%w: instance %s is in %s (%s in flight, request %s)", instance.ErrConflict, id, from, t.Action, t.RequestID)
 			}
 		}
-		if !plan.Allows(from) {
+		if !spec.Allows(from) {
 			return store.Record{}, fmt.Errorf("%w: cannot %s instance %s while it is %s", instance.ErrConflict, action, id, from)
 		}
-		now := s.now()
-		t := plan.Begin(from, requestID, rec.State.Node, args)
+		if spec.Check != nil {
+			if err := spec.Check(rec.State, args); err != nil {
+				return store.Record{}, err
+			}
+		}
+		if err := s.fits(rec.State, args); err != nil {
+			return store.Record{}, err
+		}
+		if err := s.capable(ctx, rec.State, spec); err != nil {
+			return store.Record{}, err
+		}
+		now := s.rec.Now()
+		t := spec.Begin(from, rec.State, req.RequestID, rec.State.Node, args)
 		t.StartedAt, t.StepStartedAt = now, now
 		st := rec.State
 		st.UpdatedAt = now
-		next, err := s.commit(ctx, rec, store.Change{
-			ID: id, State: &st, Transition: t,
-			History: instance.HistoryRecord{At: now, Action: action, Cause: instance.CauseAPI, RequestID: requestID},
-		})
+		ch := Change{ID: id, State: &st, Transition: t, At: now, Action: action, Cause: instance.CauseAPI, RequestID: req.RequestID, User: req.User}
+		var next store.Record
+		if t.Current() == "" {
+			// The action shows no step (confirmResize): its one record is
+			// the end the executor writes. Judge that end now, so that a
+			// forbidden action is refused to the user, then hand the
+			// transition over without a status change.
+			end := st
+			end.VMState, _ = instance.SettledState(t.Target)
+			if err = s.rec.Check(ctx, rec, Change{ID: id, State: &end, Transition: t, At: now, Action: action, Cause: instance.CauseAPI}); err == nil {
+				next, err = s.rec.Update(ctx, rec, id, &st, t)
+			}
+		} else {
+			next, err = s.rec.Record(ctx, rec, ch)
+		}
 		if errors.Is(err, store.ErrStale) && attempt < 10 {
 			continue
 		}
 		return next, err
 	}
+}
+
+// resolve looks the request's catalog references up. (Whether a resize's
+// flavor still fits the instance's image is checked too, in Begin.)
+func (s *Service) resolve(req ActionRequest) (instance.Request, error) {
+	var out instance.Request
+	if req.FlavorRef != "" {
+		f, ok := s.catalog.Flavor(req.FlavorRef)
+		if !ok {
+			return out, fmt.Errorf("%w: flavorRef %q is not a flavor of this cloud", instance.ErrInvalid, req.FlavorRef)
+		}
+		out.Flavor = &f
+	}
+	if req.ImageRef != "" {
+		i, ok := s.catalog.Image(req.ImageRef)
+		if !ok {
+			return out, fmt.Errorf("%w: imageRef %q is not an image of this cloud", instance.ErrInvalid, req.ImageRef)
+		}
+		img := i.Image
+		out.Image = &img
+	}
+	if req.Name != "" {
+		if err := checkName(req.Name); err != nil {
+			return out, err
+		}
+		out.Name = req.Name
+	}
+	return out, nil
+}
+
+// fits checks that the flavor and image an action leaves the instance with
+// go together, as far as the catalog still knows the image.
+func (s *Service) fits(st instance.State, req instance.Request) error {
+	if req.Flavor == nil && req.Image == nil {
+		return nil
+	}
+	f, ref := st.Flavor, st.Image.ID
+	if req.Flavor != nil {
+		f = *req.Flavor
+	}
+	if req.Image != nil {
+		ref = req.Image.ID
+	}
+	if img, ok := s.catalog.Image(ref); ok {
+		if why := img.fits(f); why != "" {
+			return fmt.Errorf("%w: %s", instance.ErrInvalid, why)
+		}
+	}
+	return nil
+}
+
+// UnsupportedError is an action the instance's driver cannot do. It
+// matches instance.ErrUnsupported and instance.ErrConflict (HTTP 409).
+type UnsupportedError struct {
+	Action     instance.Action
+	Node       string
+	Driver     string
+	Capability string
+	Why        string
+}
+
+func (e *UnsupportedError) Error() string {
+	return fmt.Sprintf("cannot %s: %s", e.Action, e.Why)
+}
+
+// Is matches instance.ErrUnsupported and instance.ErrConflict.
+func (e *UnsupportedError) Is(target error) bool {
+	return target == instance.ErrUnsupported || target == instance.ErrConflict
+}
+
+// capable checks, from the owning node's registration, that its driver has
+// the capability the action needs. The node publishes its drivers'
+// capabilities when it registers, so any node's API can answer.
+func (s *Service) capable(ctx context.Context, st instance.State, spec instance.Spec) error {
+	if spec.Capability == "" {
+		return nil
+	}
+	info, alive, err := s.store.Node(ctx, st.Node)
+	if err != nil {
+		return err
+	}
+	if !alive {
+		return &UnsupportedError{Action: spec.Action, Node: st.Node, Driver: st.Driver, Capability: spec.Capability,
+			Why: fmt.Sprintf("node %s, which runs instance %s, is not alive to say whether its driver can", st.Node, st.ID)}
+	}
+	d, ok := info.Driver(st.Driver)
+	if !ok || !slices.Contains(d.Capabilities, spec.Capability) {
+		return &UnsupportedError{Action: spec.Action, Node: st.Node, Driver: st.Driver, Capability: spec.Capability,
+			Why: fmt.Sprintf("driver %s on node %s lacks the %q capability", st.Driver, st.Node, spec.Capability)}
+	}
+	return nil
 }
 
 // Get returns one instance.
@@ -197,41 +381,5 @@ func (s *Service) History(ctx context.Context, id string) ([]instance.HistoryRec
 	return s.store.History(ctx, id)
 }
 
-// commit is the one door through which every status change passes: it
-// derives from and to, asks the transition policy, and writes the change
-// in one guarded transaction. ch.History gets From, To and (if unset) At.
-func (s *Service) commit(ctx context.Context, base store.Record, ch store.Change) (store.Record, error) {
-	from := instance.Status("")
-	if base.StateRev != 0 {
-		from = base.Status()
-	}
-	to := instance.StatusDeleted
-	var st instance.State
-	if ch.State != nil {
-		st = *ch.State
-		to = instance.Derive(st, ch.Transition)
-	} else {
-		st = base.State
-	}
-	if ch.History.At.IsZero() {
-		ch.History.At = s.now()
-	}
-	ch.History.From, ch.History.To = from, to
-	t := ch.Transition
-	if t == nil {
-		t = base.Transition
-	}
-	if s.validator != nil {
-		v, err := s.validator.Validate(ctx, policy.ValidateRequest{
-			Now: ch.History.At, Action: ch.History.Action, Cause: ch.History.Cause,
-			From: from, To: to, Instance: st, Transition: t,
-		})
-		if err != nil {
-			s.logger.Error("transition policy failed; using its fallback", "instance", ch.ID, "from", from, "to", to, "allow", v.Allow, "err", err)
-		}
-		if !v.Allow {
-			return store.Record{}, &RefusedError{From: from, To: to, Action: ch.History.Action, Reason: v.Reason}
-		}
-	}
-	return s.store.Commit(ctx, base, ch)
-}
+// Catalog returns the flavors and images the Service resolves against.
+func (s *Service) Catalog() *Catalog { return s.catalog }

@@ -67,7 +67,7 @@ func TestStatusesMatchSDK(t *testing.T) {
 	}
 	for _, a := range []instance.Action{instance.ActionCreate, instance.ActionDelete, instance.ActionRebuild, instance.ActionResize,
 		instance.ActionConfirmResize, instance.ActionRevertResize, instance.ActionStop, instance.ActionStart, instance.ActionReboot, instance.ActionHardReboot} {
-		if _, err := instance.PlanFor(a); err != nil {
+		if _, err := instance.Lookup(a); err != nil {
 			t.Error(err)
 		}
 	}

@@ -20,14 +20,14 @@ import (
 // benchRequest is a realistic validate request: a resize advancing a step.
 func benchRequest() ValidateRequest {
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	p, _ := instance.PlanFor(instance.ActionResize)
-	tr := p.Begin(instance.StatusActive, "req-7f3a", "node-1", map[string]string{"flavor": "m1.large"})
+	p, _ := instance.Lookup(instance.ActionResize)
+	tr := p.Begin(instance.StatusActive, instance.State{}, "req-7f3a", "node-1", instance.Request{Flavor: &instance.Flavor{ID: "m1.large", VCPUs: 4, RAMMB: 8192, DiskGB: 80}})
 	tr.StartedAt, tr.StepStartedAt = now, now
 	return ValidateRequest{
 		Now: now, Action: instance.ActionResize, Cause: instance.CauseDriver,
 		From: instance.StatusQueueResize, To: instance.StatusPrepResize,
 		Instance: instance.State{ID: "5d1c3b1e-0d7e-4d8e-9a53-2a4f1f0c9e11", Name: "web-1", VMState: instance.Active,
-			PowerState: instance.Running, Flavor: "m1.small", Image: "debian-12", Node: "node-1",
+			PowerState: instance.Running, Flavor: instance.Flavor{ID: "m1.small", VCPUs: 1, RAMMB: 2048, DiskGB: 20}, Image: instance.Image{ID: "debian-12", Source: "fake://debian-12"}, Node: "node-1",
 			CreatedAt: now, UpdatedAt: now, HistorySeq: 12},
 		Transition: tr,
 	}

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lucid-project/lucid/core/instance"
+	"github.com/lucid-project/lucid/core/store/embedded"
 )
 
 // BenchmarkCommit measures Lucid's status change (2-key CAS + history
@@ -42,7 +43,7 @@ func BenchmarkCommit(b *testing.B) {
 				id := fmt.Sprintf("bench-%d", i)
 				st := instance.State{ID: id, Name: id, VMState: instance.Building, Node: "n", CreatedAt: now, UpdatedAt: now}
 				tr := instance.Transition{Action: instance.ActionCreate, RequestID: "req-" + id, Steps: []instance.Status{instance.StatusBuild}, Target: instance.StatusActive}
-				if _, err := s.Commit(ctx, Record{}, Change{ID: id, State: &st, Transition: &tr, History: instance.HistoryRecord{At: now, To: instance.StatusBuild}}); err != nil {
+				if _, err := s.Commit(ctx, Record{}, Change{ID: id, State: &st, Transition: &tr, History: &instance.HistoryRecord{At: now, To: instance.StatusBuild}}); err != nil {
 					b.Fatal(err)
 				}
 			})
@@ -79,13 +80,12 @@ func measure(n, par int, fn func(i int64)) float64 {
 
 func benchStore(b *testing.B) *Store {
 	b.Helper()
-	s, err := Open(context.Background(), Config{
-		Embedded: &EmbeddedConfig{DataDir: filepath.Join(b.TempDir(), "etcd"), FastElection: true},
-		Prefix:   "/bench",
-	})
+	m, err := embedded.Start(context.Background(), embedded.Config{DataDir: filepath.Join(b.TempDir(), "etcd"), FastElection: true})
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(m.Close)
+	s := New(m.Client(), "/bench")
 	b.Cleanup(func() { s.Close() })
 	return s
 }

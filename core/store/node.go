@@ -5,25 +5,48 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lucid-project/lucid/core/instance"
 )
 
-// ErrClaimed means another node holds the claim on an instance.
-var ErrClaimed = errors.New("instance claimed by another node")
+// ErrNodeAlive means an adoption was refused because the transition's
+// owner node is still registered.
+var ErrNodeAlive = errors.New("owner node is alive")
 
 // NodeInfo is what a node says about itself while it is alive.
 type NodeInfo struct {
-	Name    string    `json:"name"`
-	Drivers []string  `json:"drivers"`
-	API     string    `json:"api,omitempty"`
-	Started time.Time `json:"started"`
+	Name    string       `json:"name"`
+	Drivers []DriverInfo `json:"drivers"`
+	API     string       `json:"api,omitempty"`
+	Started time.Time    `json:"started"`
+}
+
+// DriverInfo is one driver a node runs and the optional capabilities it
+// reported (sdk/driver's CapRebuild, CapResize, CapEvents).
+type DriverInfo struct {
+	Name         string   `json:"name"`
+	Version      string   `json:"version,omitempty"`
+	Capabilities []string `json:"capabilities,omitempty"`
+}
+
+// Driver returns the named driver's info.
+func (n NodeInfo) Driver(name string) (DriverInfo, bool) {
+	for _, d := range n.Drivers {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return DriverInfo{}, false
 }
 
 // Registration is a node's lease-bound presence in etcd. While it lives
 // the node key exists; when the process dies the lease expires and the
-// node key and all its claims vanish with it.
+// key vanishes with it, which is how other nodes tell that the node's
+// transitions are orphans.
 type Registration struct {
 	s      *Store
 	lease  clientv3.LeaseID
@@ -31,13 +54,12 @@ type Registration struct {
 	done   chan struct{}
 }
 
-// Register writes nodes/<name> under a lease with the given TTL and keeps
-// the lease alive until Close.
+// Register writes nodes/<name> under a lease with the given TTL (whole
+// seconds, at least 1) and keeps the lease alive until Close. A node that
+// restarts under the same name before its old lease expired takes the
+// key over: the old lease then expires without taking the key along.
 func (s *Store) Register(ctx context.Context, info NodeInfo, ttl time.Duration) (*Registration, error) {
-	secs := int64(ttl / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
+	secs := max(int64((ttl+time.Second-1)/time.Second), 1)
 	lease, err := s.cli.Grant(ctx, secs)
 	if err != nil {
 		return nil, fmt.Errorf("store: lease for node %s: %w", info.Name, err)
@@ -64,43 +86,8 @@ func (s *Store) Register(ctx context.Context, info NodeInfo, ttl time.Duration) 
 	return r, nil
 }
 
-// Claim records that this registration's node executes the transition of
-// instance id. Claiming an instance the node already holds succeeds; one
-// held by another live node is ErrClaimed. The claim vanishes with the
-// node's lease, which is how orphans are recognised.
-func (r *Registration) Claim(ctx context.Context, node, id string) error {
-	k := r.s.key("claims", id)
-	resp, err := r.s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, node, clientv3.WithLease(r.lease))).
-		Else(clientv3.OpGet(k)).Commit()
-	if err != nil {
-		return fmt.Errorf("store: claim %s: %w", id, err)
-	}
-	if resp.Succeeded {
-		return nil
-	}
-	kvs := resp.Responses[0].GetResponseRange().Kvs
-	if len(kvs) == 1 && string(kvs[0].Value) == node {
-		return nil
-	}
-	return fmt.Errorf("%w: %s", ErrClaimed, id)
-}
-
-// Release drops this node's claim on id, if it holds it.
-func (r *Registration) Release(ctx context.Context, node, id string) error {
-	k := r.s.key("claims", id)
-	_, err := r.s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(k), "=", node)).
-		Then(clientv3.OpDelete(k)).Commit()
-	if err != nil {
-		return fmt.Errorf("store: release %s: %w", id, err)
-	}
-	return nil
-}
-
-// Close revokes the lease, removing the node key and its claims, and
-// stops the keep-alive.
+// Close revokes the lease, removing the node key, and stops the
+// keep-alive.
 func (r *Registration) Close(ctx context.Context) error {
 	r.cancel()
 	<-r.done
@@ -109,4 +96,77 @@ func (r *Registration) Close(ctx context.Context) error {
 		return fmt.Errorf("store: revoke node lease: %w", err)
 	}
 	return nil
+}
+
+// Node reads one node's registration; ok is false when the node is not
+// alive.
+func (s *Store) Node(ctx context.Context, name string) (info NodeInfo, ok bool, err error) {
+	resp, err := s.cli.Get(ctx, s.key("nodes", name))
+	if err != nil {
+		return NodeInfo{}, false, fmt.Errorf("store: node %s: %w", name, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return NodeInfo{}, false, nil
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &info); err != nil {
+		return NodeInfo{}, false, fmt.Errorf("store: decode node %s: %w", name, err)
+	}
+	return info, true, nil
+}
+
+// Nodes lists the live nodes, by name.
+func (s *Store) Nodes(ctx context.Context) ([]NodeInfo, error) {
+	prefix := s.key("nodes") + "/"
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("store: nodes: %w", err)
+	}
+	out := make([]NodeInfo, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var info NodeInfo
+		if err := json.Unmarshal(kv.Value, &info); err != nil {
+			info = NodeInfo{Name: strings.TrimPrefix(string(kv.Key), prefix)}
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Adopt makes node the owner of rec's transition, in one guarded Txn that
+// succeeds only if the transition is unchanged since rec was read (else
+// ErrStale) and its current owner's nodes/<owner> key is absent (else
+// ErrNodeAlive): a live node's work is never taken from it. No status
+// changes, so no history record is written.
+func (s *Store) Adopt(ctx context.Context, rec Record, node string) (Record, error) {
+	if rec.Transition == nil || rec.TransitionRev == 0 {
+		return Record{}, fmt.Errorf("store: adopt %s: no transition in flight", rec.State.ID)
+	}
+	old := rec.Transition.Node
+	t := *rec.Transition
+	t.Node = node
+	t.Schema = instance.TransitionSchema
+	b, err := json.Marshal(t)
+	if err != nil {
+		return Record{}, fmt.Errorf("store: encode transition: %w", err)
+	}
+	tk := s.transitionKey(rec.State.ID)
+	resp, err := s.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.ModRevision(tk), "=", rec.TransitionRev),
+		clientv3.Compare(clientv3.CreateRevision(s.key("nodes", old)), "=", 0),
+	).Then(clientv3.OpPut(tk, string(b))).Else(
+		clientv3.OpGet(tk, clientv3.WithKeysOnly()),
+	).Commit()
+	if err != nil {
+		return Record{}, fmt.Errorf("store: adopt %s: %w", rec.State.ID, err)
+	}
+	if !resp.Succeeded {
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 && kvs[0].ModRevision == rec.TransitionRev {
+			return Record{}, fmt.Errorf("%w: %s owns %s", ErrNodeAlive, old, rec.State.ID)
+		}
+		return Record{}, fmt.Errorf("%w: instance %s", ErrStale, rec.State.ID)
+	}
+	next := rec
+	next.Transition = &t
+	next.TransitionRev = resp.Header.Revision
+	return next, nil
 }

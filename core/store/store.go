@@ -7,8 +7,10 @@
 //	instances/<id>/state       settled truth (instance.State)
 //	instances/<id>/transition  the action in flight, if any (instance.Transition)
 //	history/<id>/<seq>         one record per status change, kept after delete
-//	nodes/<node>               lease-bound node registration
-//	claims/<id>                lease-bound: the node executing the transition
+//	nodes/<node>               lease-bound node registration (NodeInfo)
+//
+// A transition names the node that owns it (instance.Transition.Node);
+// that node is alive while its lease-bound nodes/<node> key exists.
 package store
 
 import (
@@ -22,7 +24,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 
 	"github.com/lucid-project/lucid/core/instance"
 )
@@ -32,11 +33,15 @@ import (
 // again and decide again.
 var ErrStale = errors.New("stale record: state or transition changed since read")
 
-// Config says how to reach etcd.
+// ErrUnreadable means a stored record could not be decoded (garbage, or a
+// newer schema). The record is reported, not hidden, and never written
+// over by this Lucid.
+var ErrUnreadable = errors.New("unreadable record")
+
+// Config says how to reach an etcd cluster. (An embedded member is
+// started by core/store/embedded; wrap its client with New.)
 type Config struct {
-	// Embedded, when set, runs an etcd member in this process.
-	Embedded *EmbeddedConfig
-	// Endpoints of an etcd cluster, used when Embedded is nil.
+	// Endpoints of the etcd cluster.
 	Endpoints []string
 	// TLS for Endpoints; nil means plain connections.
 	TLS *tls.Config
@@ -50,24 +55,20 @@ type Config struct {
 type Store struct {
 	cli    *clientv3.Client
 	prefix string
-	member *Embedded // non-nil when the store owns an embedded member
 }
 
-// Open connects to etcd as configured, starting an embedded member first
-// when asked. Close releases what Open started.
+// New returns a Store using cli (for example an embedded member's
+// in-process client) with keys under prefix. Close closes cli.
+func New(cli *clientv3.Client, prefix string) *Store {
+	return &Store{cli: cli, prefix: strings.TrimRight(prefix, "/")}
+}
+
+// Open connects to the etcd cluster at cfg.Endpoints and checks that it
+// answers. Close disconnects.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	prefix := strings.TrimRight(cfg.Prefix, "/")
-	if cfg.Embedded != nil {
-		m, err := StartEmbedded(ctx, *cfg.Embedded)
-		if err != nil {
-			return nil, err
-		}
-		// The in-process client skips gRPC over TCP: about twice the
-		// transaction rate of a loopback client (DESIGN.md section 10).
-		return &Store{cli: v3client.New(m.etcd.Server), prefix: prefix, member: m}, nil
-	}
 	if len(cfg.Endpoints) == 0 {
-		return nil, fmt.Errorf("store: no endpoints and no embedded member")
+		return nil, fmt.Errorf("store: no endpoints")
 	}
 	dt := cfg.DialTimeout
 	if dt == 0 {
@@ -93,23 +94,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// ClientURL is the embedded member's client URL, or "" for a cluster.
-func (s *Store) ClientURL() string {
-	if s.member == nil {
-		return ""
-	}
-	return s.member.ClientURL()
-}
-
-// Close disconnects and stops the embedded member, if any.
+// Close disconnects.
 func (s *Store) Close() error {
 	err := s.cli.Close()
 	if errors.Is(err, context.Canceled) {
 		// Closing cancels the client's own context; that is not a failure.
 		err = nil
-	}
-	if s.member != nil {
-		s.member.Close()
 	}
 	return err
 }
@@ -134,10 +124,18 @@ type Record struct {
 	// key does not exist.
 	StateRev      int64
 	TransitionRev int64
+	// Err is set (wrapping ErrUnreadable) when the record could not be
+	// decoded; State then holds only the ID. One bad record must not take
+	// down listing or the executor: callers skip it and show it as ERROR.
+	Err error
 }
 
-// Status is the record's user-visible status.
+// Status is the record's user-visible status; an unreadable record is
+// ERROR.
 func (r Record) Status() instance.Status {
+	if r.Err != nil {
+		return instance.StatusError
+	}
 	return instance.Derive(r.State, r.Transition)
 }
 
@@ -151,10 +149,7 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("store: get %s: %w", id, err)
 	}
-	recs, err := s.decode(resp.Kvs)
-	if err != nil {
-		return Record{}, err
-	}
+	recs := s.decode(resp.Kvs)
 	if len(recs) == 0 || recs[0].StateRev == 0 {
 		return Record{}, fmt.Errorf("%w: %s", instance.ErrNotFound, id)
 	}
@@ -168,10 +163,7 @@ func (s *Store) List(ctx context.Context) ([]Record, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: list: %w", err)
 	}
-	recs, err := s.decode(resp.Kvs)
-	if err != nil {
-		return nil, 0, err
-	}
+	recs := s.decode(resp.Kvs)
 	out := recs[:0]
 	for _, r := range recs {
 		if r.StateRev != 0 {
@@ -182,66 +174,82 @@ func (s *Store) List(ctx context.Context) ([]Record, int64, error) {
 }
 
 // decode groups state and transition keys (which sort together) into
-// records, in key order.
-func (s *Store) decode(kvs []*mvccpb.KeyValue) ([]Record, error) {
+// records, in key order. A value that does not decode marks its record
+// unreadable (Record.Err) instead of failing the whole read.
+func (s *Store) decode(kvs []*mvccpb.KeyValue) []Record {
 	var out []Record
-	index := map[string]int{}
 	base := s.key("instances") + "/"
+	last := ""
 	for _, kv := range kvs {
 		rest := strings.TrimPrefix(string(kv.Key), base)
 		id, kind, ok := strings.Cut(rest, "/")
 		if !ok {
 			continue
 		}
-		i, seen := index[id]
-		if !seen {
-			i = len(out)
-			index[id] = i
+		// A record's keys sort together, so a new id starts a new record.
+		if len(out) == 0 || id != last {
 			out = append(out, Record{})
+			last = id
 		}
+		r := &out[len(out)-1]
 		switch kind {
 		case "state":
-			if err := json.Unmarshal(kv.Value, &out[i].State); err != nil {
-				return nil, fmt.Errorf("store: decode %s: %w", kv.Key, err)
+			st, err := instance.DecodeState(kv.Value)
+			if err != nil {
+				r.Err = errors.Join(r.Err, fmt.Errorf("%w: %s: %w", ErrUnreadable, kv.Key, err))
+				st = instance.State{ID: id}
 			}
-			out[i].StateRev = kv.ModRevision
+			if st.ID == "" {
+				st.ID = id
+			}
+			r.State, r.StateRev = st, kv.ModRevision
 		case "transition":
-			var t instance.Transition
-			if err := json.Unmarshal(kv.Value, &t); err != nil {
-				return nil, fmt.Errorf("store: decode %s: %w", kv.Key, err)
+			t, err := instance.DecodeTransition(kv.Value)
+			if err != nil {
+				r.Err = errors.Join(r.Err, fmt.Errorf("%w: %s: %w", ErrUnreadable, kv.Key, err))
+			} else {
+				r.Transition = &t
 			}
-			out[i].Transition = &t
-			out[i].TransitionRev = kv.ModRevision
+			r.TransitionRev = kv.ModRevision
 		}
 	}
-	return out, nil
+	return out
 }
 
-// Change is one status change: the new state (nil deletes it: the
-// instance is gone), the new transition (nil: none in flight) and the
-// history record that explains it.
+// Change is one write of an instance: the new state (nil deletes it: the
+// instance is gone), the new transition (nil: none in flight) and, for a
+// status change, the history record that explains it. History is nil only
+// for writes that change no status (a flag, a transition that shows no
+// step yet, an adoption).
 type Change struct {
 	ID         string
 	State      *instance.State
 	Transition *instance.Transition
-	History    instance.HistoryRecord
+	History    *instance.HistoryRecord
 }
 
 // Commit writes a change in one etcd transaction, guarded by the
 // ModRevisions in base: state, transition and history change together or
 // not at all. The history record's sequence number is allocated here from
 // base.State.HistorySeq. Losing the compare is ErrStale. Pass a zero base
-// to create an instance (both keys must be absent).
+// to create an instance (both keys must be absent). An unreadable base is
+// refused: this Lucid never writes over what it cannot read.
 func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, error) {
 	if ch.ID == "" {
 		return Record{}, fmt.Errorf("store: commit without an instance id")
 	}
-	seq := base.State.HistorySeq + 1
-	ch.History.Seq = seq
+	if base.Err != nil {
+		return Record{}, fmt.Errorf("store: commit %s: %w", ch.ID, base.Err)
+	}
+	seq := base.State.HistorySeq
+	if ch.History != nil {
+		seq++
+	}
 	ops := make([]clientv3.Op, 0, 3)
 	var next Record
 	if ch.State != nil {
 		st := *ch.State
+		st.Schema = instance.StateSchema
 		st.HistorySeq = seq
 		b, err := json.Marshal(st)
 		if err != nil {
@@ -253,21 +261,28 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 		ops = append(ops, clientv3.OpDelete(s.stateKey(ch.ID)))
 	}
 	if ch.Transition != nil {
-		b, err := json.Marshal(ch.Transition)
+		t := *ch.Transition
+		t.Schema = instance.TransitionSchema
+		b, err := json.Marshal(t)
 		if err != nil {
 			return Record{}, fmt.Errorf("store: encode transition: %w", err)
 		}
 		ops = append(ops, clientv3.OpPut(s.transitionKey(ch.ID), string(b)))
-		t := *ch.Transition
 		next.Transition = &t
 	} else if base.TransitionRev != 0 {
 		ops = append(ops, clientv3.OpDelete(s.transitionKey(ch.ID)))
 	}
-	hb, err := json.Marshal(ch.History)
-	if err != nil {
-		return Record{}, fmt.Errorf("store: encode history: %w", err)
+	if ch.History != nil {
+		h := *ch.History
+		h.Schema, h.Seq = instance.HistorySchema, seq
+		hb, err := json.Marshal(h)
+		if err != nil {
+			return Record{}, fmt.Errorf("store: encode history: %w", err)
+		}
+		ops = append(ops, clientv3.OpPut(s.historyKey(ch.ID, seq), string(hb)))
+	} else if ch.State == nil {
+		return Record{}, fmt.Errorf("store: commit %s: deleting an instance is a status change and needs a history record", ch.ID)
 	}
-	ops = append(ops, clientv3.OpPut(s.historyKey(ch.ID, seq), string(hb)))
 
 	resp, err := s.cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.ModRevision(s.stateKey(ch.ID)), "=", base.StateRev),
@@ -282,6 +297,8 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 	rev := resp.Header.Revision
 	if ch.State != nil {
 		next.StateRev = rev
+	} else {
+		next.State = base.State
 	}
 	if ch.Transition != nil {
 		next.TransitionRev = rev
@@ -298,9 +315,10 @@ func (s *Store) History(ctx context.Context, id string) ([]instance.HistoryRecor
 	}
 	out := make([]instance.HistoryRecord, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		var h instance.HistoryRecord
-		if err := json.Unmarshal(kv.Value, &h); err != nil {
-			return nil, fmt.Errorf("store: decode %s: %w", kv.Key, err)
+		h, err := instance.DecodeHistory(kv.Value)
+		if err != nil {
+			// Keep the rest of the history readable; say where the gap is.
+			h = instance.HistoryRecord{Message: fmt.Sprintf("unreadable history record %s: %v", kv.Key, err)}
 		}
 		out = append(out, h)
 	}

@@ -9,10 +9,8 @@ import (
 
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/store"
-	"github.com/lucid-project/lucid/core/testenv"
+	"github.com/lucid-project/lucid/internal/testenv"
 )
-
-func TestMain(m *testing.M) { testenv.Main(m) }
 
 func create(t *testing.T, s *store.Store, id string) store.Record {
 	t.Helper()
@@ -21,7 +19,7 @@ func create(t *testing.T, s *store.Store, id string) store.Record {
 	tr := instance.Transition{Action: instance.ActionCreate, RequestID: "req-" + id, Steps: []instance.Status{instance.StatusBuild}, Target: instance.StatusActive, Node: "n1"}
 	rec, err := s.Commit(context.Background(), store.Record{}, store.Change{
 		ID: id, State: &st, Transition: &tr,
-		History: instance.HistoryRecord{At: now, To: instance.StatusBuild, Action: instance.ActionCreate, Cause: instance.CauseAPI, RequestID: tr.RequestID},
+		History: &instance.HistoryRecord{At: now, To: instance.StatusBuild, Action: instance.ActionCreate, Cause: instance.CauseAPI, RequestID: tr.RequestID},
 	})
 	if err != nil {
 		t.Fatalf("create %s: %v", id, err)
@@ -72,13 +70,13 @@ func TestStaleWriteChangesNothing(t *testing.T) {
 	done := old.State
 	done.VMState = instance.Active
 	done.PowerState = instance.Running
-	if _, err := s.Commit(ctx, old, store.Change{ID: "a", State: &done, History: instance.HistoryRecord{From: instance.StatusBuild, To: instance.StatusActive}}); err != nil {
+	if _, err := s.Commit(ctx, old, store.Change{ID: "a", State: &done, History: &instance.HistoryRecord{From: instance.StatusBuild, To: instance.StatusActive}}); err != nil {
 		t.Fatal(err)
 	}
 	// The stale writer tries to move the instance to ERROR.
 	bad := old.State
 	bad.VMState = instance.Error
-	_, err := s.Commit(ctx, old, store.Change{ID: "a", State: &bad, History: instance.HistoryRecord{From: instance.StatusBuild, To: instance.StatusError}})
+	_, err := s.Commit(ctx, old, store.Change{ID: "a", State: &bad, History: &instance.HistoryRecord{From: instance.StatusBuild, To: instance.StatusError}})
 	if !errors.Is(err, store.ErrStale) {
 		t.Fatalf("stale commit: %v, want ErrStale", err)
 	}
@@ -99,7 +97,7 @@ func TestDeleteKeepsHistory(t *testing.T) {
 	s := testenv.Store(t)
 	ctx := context.Background()
 	rec := create(t, s, "a")
-	if _, err := s.Commit(ctx, rec, store.Change{ID: "a", History: instance.HistoryRecord{From: instance.StatusBuild, To: instance.StatusDeleted, Action: instance.ActionDelete}}); err != nil {
+	if _, err := s.Commit(ctx, rec, store.Change{ID: "a", History: &instance.HistoryRecord{From: instance.StatusBuild, To: instance.StatusDeleted, Action: instance.ActionDelete}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get(ctx, "a"); !errors.Is(err, instance.ErrNotFound) {
@@ -135,7 +133,8 @@ func TestConcurrentCommitsOneWins(t *testing.T) {
 			defer wg.Done()
 			st := base.State
 			st.Name = "writer"
-			_, errs[i] = s.Commit(ctx, base, store.Change{ID: "a", State: &st, Transition: base.Transition})
+			_, errs[i] = s.Commit(ctx, base, store.Change{ID: "a", State: &st, Transition: base.Transition,
+				History: &instance.HistoryRecord{From: instance.StatusBuild, To: instance.StatusBuild, Message: "writer"}})
 		}()
 	}
 	wg.Wait()
@@ -188,32 +187,108 @@ func TestWatchTransitions(t *testing.T) {
 	}
 }
 
-func TestRegisterAndClaim(t *testing.T) {
+func TestRegisterAndAdopt(t *testing.T) {
 	s := testenv.Store(t)
 	ctx := context.Background()
-	r1, err := s.Register(ctx, store.NodeInfo{Name: "n1"}, 5*time.Second)
+	r1, err := s.Register(ctx, store.NodeInfo{Name: "n1", Drivers: []store.DriverInfo{{Name: "fake", Capabilities: []string{"resize"}}}}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2, err := s.Register(ctx, store.NodeInfo{Name: "n2"}, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	info, ok, err := s.Node(ctx, "n1")
+	if err != nil || !ok || info.Name != "n1" {
+		t.Fatalf("Node(n1) = %+v, %v, %v", info, ok, err)
 	}
-	if err := r1.Claim(ctx, "n1", "x"); err != nil {
-		t.Fatal(err)
+	if d, ok := info.Driver("fake"); !ok || d.Capabilities[0] != "resize" {
+		t.Fatalf("driver info %+v", info.Drivers)
 	}
-	if err := r1.Claim(ctx, "n1", "x"); err != nil {
-		t.Fatalf("re-claim by owner: %v", err)
+	rec := create(t, s, "x") // owned by n1
+	if _, err := s.Adopt(ctx, rec, "n2"); !errors.Is(err, store.ErrNodeAlive) {
+		t.Fatalf("adopt from a live node: %v, want ErrNodeAlive", err)
 	}
-	if err := r2.Claim(ctx, "n2", "x"); !errors.Is(err, store.ErrClaimed) {
-		t.Fatalf("claim by other node: %v, want ErrClaimed", err)
+	if got, _ := s.Get(ctx, "x"); got.Transition.Node != "n1" || got.TransitionRev != rec.TransitionRev {
+		t.Fatalf("refused adoption changed the transition: %+v", got.Transition)
 	}
-	// The owner's lease ends: its claims go with it.
+	// The owner's lease ends: its key goes, and its work may be adopted.
 	if err := r1.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := r2.Claim(ctx, "n2", "x"); err != nil {
-		t.Fatalf("claim after owner left: %v", err)
+	if _, ok, _ := s.Node(ctx, "n1"); ok {
+		t.Fatal("n1 still registered after Close")
 	}
-	r2.Close(ctx)
+	adopted, err := s.Adopt(ctx, rec, "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Get(ctx, "x")
+	if got.Transition.Node != "n2" || got.TransitionRev != adopted.TransitionRev {
+		t.Fatalf("after adoption: %+v", got.Transition)
+	}
+	// Adoption is not a status change: no history record.
+	if h, _ := s.History(ctx, "x"); len(h) != 1 {
+		t.Fatalf("adoption wrote history: %+v", h)
+	}
+	// A second adopter holding the old read loses.
+	if _, err := s.Adopt(ctx, rec, "n3"); !errors.Is(err, store.ErrStale) {
+		t.Fatalf("stale adoption: %v, want ErrStale", err)
+	}
+}
+
+// One garbage record must not take down reads: it is reported as
+// unreadable, the others are returned, and nobody writes over it.
+func TestUnreadableRecord(t *testing.T) {
+	s := testenv.Store(t)
+	ctx := context.Background()
+	create(t, s, "good")
+	if err := s.PutRaw(ctx, "instances/bad/state", "{not json"); err != nil {
+		t.Fatal(err)
+	}
+	list, _, err := s.List(ctx)
+	if err != nil {
+		t.Fatalf("List with one garbage record: %v", err)
+	}
+	if len(list) != 2 {
+		t.Fatalf("List = %d records, want 2", len(list))
+	}
+	var bad store.Record
+	for _, r := range list {
+		if r.State.ID == "bad" {
+			bad = r
+		} else if r.Err != nil {
+			t.Fatalf("good record marked unreadable: %v", r.Err)
+		}
+	}
+	if !errors.Is(bad.Err, store.ErrUnreadable) || bad.Status() != instance.StatusError {
+		t.Fatalf("bad record: %+v, status %s", bad, bad.Status())
+	}
+	got, err := s.Get(ctx, "bad")
+	if err != nil || !errors.Is(got.Err, store.ErrUnreadable) {
+		t.Fatalf("Get(bad) = %+v, %v", got, err)
+	}
+	st := instance.State{ID: "bad", VMState: instance.Active}
+	if _, err := s.Commit(ctx, got, store.Change{ID: "bad", State: &st}); !errors.Is(err, store.ErrUnreadable) {
+		t.Fatalf("commit over an unreadable record: %v", err)
+	}
+}
+
+// A change that is not a status change (a flag, an invisible step's
+// transition) writes no history record and keeps the sequence.
+func TestCommitWithoutHistory(t *testing.T) {
+	s := testenv.Store(t)
+	ctx := context.Background()
+	rec := create(t, s, "a")
+	st := rec.State
+	st.Flags = []instance.Flag{{Kind: "power_mismatch", Message: "x"}}
+	next, err := s.Commit(ctx, rec, store.Change{ID: "a", State: &st, Transition: rec.Transition})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.State.HistorySeq != 1 {
+		t.Fatalf("seq %d after a flag, want 1", next.State.HistorySeq)
+	}
+	if h, _ := s.History(ctx, "a"); len(h) != 1 {
+		t.Fatalf("history %+v", h)
+	}
+	if _, err := s.Commit(ctx, next, store.Change{ID: "a"}); err == nil {
+		t.Fatal("a delete without history was accepted")
+	}
 }

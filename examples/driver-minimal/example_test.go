@@ -11,12 +11,11 @@ import (
 	"time"
 
 	host "github.com/lucid-project/lucid/core/driver"
-	"github.com/lucid-project/lucid/core/testenv"
+	"github.com/lucid-project/lucid/internal/testenv"
 	"github.com/lucid-project/lucid/sdk/driver"
 	"github.com/lucid-project/lucid/sdk/driver/drivertest"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
 
 // start builds the example (once per test binary) and launches it through
 // the real plugin host, as `lucid serve` does for a driver block.

@@ -735,12 +735,14 @@ var (
 	validateFields  = newFields("abi", "now", "action", "cause", "from", "to", "instance", "transition")
 	reconcileFields = newFields("abi", "now", "instance", "transition", "observed", "disagreeing_ms", "orphan")
 	observedFields  = newFields("present", "power_state")
-	instanceFields  = newFields("id", "name", "vm_state", "power_state", "flavor", "image", "node", "driver",
-		"fault", "flags", "created_at", "updated_at", "history_seq")
+	instanceFields  = newFields("schema", "id", "name", "vm_state", "power_state", "flavor", "old_flavor", "resized_from",
+		"image", "project", "user", "metadata", "node", "driver", "fault", "flags", "created_at", "updated_at", "history_seq")
+	flavorFields     = newFields("id", "name", "vcpus", "ram_mb", "disk_gb")
+	imageFields      = newFields("id", "name", "source", "disk_format")
 	faultFields      = newFields("code", "message", "at", "during")
 	flagFields       = newFields("kind", "message", "since")
-	transitionFields = newFields("action", "request_id", "steps", "step", "origin", "target", "started_at",
-		"step_started_at", "attempt", "node", "args")
+	transitionFields = newFields("schema", "action", "request_id", "steps", "step", "origin", "target", "started_at",
+		"step_started_at", "attempt", "node", "flavor", "image", "name")
 )
 
 func (d *decoder) validateRequest(q *ValidateRequest) {
@@ -800,31 +802,78 @@ func (d *decoder) instance(in *Instance) {
 	d.object(instanceFields, func(j int) {
 		switch j {
 		case 0:
-			d.setString(&in.ID)
+			d.setInt(&in.Schema)
 		case 1:
-			d.setString(&in.Name)
+			d.setString(&in.ID)
 		case 2:
-			d.setString(&in.VMState)
+			d.setString(&in.Name)
 		case 3:
-			d.setString(&in.PowerState)
+			d.setString(&in.VMState)
 		case 4:
-			d.setString(&in.Flavor)
+			d.setString(&in.PowerState)
 		case 5:
-			d.setString(&in.Image)
+			d.flavor(&in.Flavor)
 		case 6:
-			d.setString(&in.Node)
+			if !d.null() {
+				in.OldFlavor = new(Flavor)
+				d.flavor(in.OldFlavor)
+			}
 		case 7:
-			d.setString(&in.Driver)
+			d.setStatus(&in.ResizedFrom)
 		case 8:
-			d.fault(&in.Fault)
+			d.image(&in.Image)
 		case 9:
-			d.flags(&in.Flags)
+			d.setString(&in.Project)
 		case 10:
-			d.setTime(&in.CreatedAt)
+			d.setString(&in.User)
 		case 11:
-			d.setTime(&in.UpdatedAt)
+			d.args(&in.Metadata)
 		case 12:
+			d.setString(&in.Node)
+		case 13:
+			d.setString(&in.Driver)
+		case 14:
+			d.fault(&in.Fault)
+		case 15:
+			d.flags(&in.Flags)
+		case 16:
+			d.setTime(&in.CreatedAt)
+		case 17:
+			d.setTime(&in.UpdatedAt)
+		case 18:
 			d.setInt64(&in.HistorySeq)
+		}
+	})
+}
+
+func (d *decoder) flavor(f *Flavor) {
+	d.object(flavorFields, func(j int) {
+		switch j {
+		case 0:
+			d.setString(&f.ID)
+		case 1:
+			d.setString(&f.Name)
+		case 2:
+			d.setInt(&f.VCPUs)
+		case 3:
+			d.setInt(&f.RAMMB)
+		case 4:
+			d.setInt(&f.DiskGB)
+		}
+	})
+}
+
+func (d *decoder) image(i *Image) {
+	d.object(imageFields, func(j int) {
+		switch j {
+		case 0:
+			d.setString(&i.ID)
+		case 1:
+			d.setString(&i.Name)
+		case 2:
+			d.setString(&i.Source)
+		case 3:
+			d.setString(&i.DiskFormat)
 		}
 	})
 }
@@ -911,27 +960,39 @@ func (d *decoder) transition(p **Transition) {
 	d.object(transitionFields, func(j int) {
 		switch j {
 		case 0:
-			d.setAction(&t.Action)
+			d.setInt(&t.Schema)
 		case 1:
-			d.setString(&t.RequestID)
+			d.setAction(&t.Action)
 		case 2:
-			d.steps(&t.Steps)
+			d.setString(&t.RequestID)
 		case 3:
-			d.setInt(&t.Step)
+			d.steps(&t.Steps)
 		case 4:
-			d.setStatus(&t.Origin)
+			d.setInt(&t.Step)
 		case 5:
-			d.setStatus(&t.Target)
+			d.setStatus(&t.Origin)
 		case 6:
-			d.setTime(&t.StartedAt)
+			d.setStatus(&t.Target)
 		case 7:
-			d.setTime(&t.StepStartedAt)
+			d.setTime(&t.StartedAt)
 		case 8:
-			d.setInt(&t.Attempt)
+			d.setTime(&t.StepStartedAt)
 		case 9:
-			d.setString(&t.Node)
+			d.setInt(&t.Attempt)
 		case 10:
-			d.args(&t.Args)
+			d.setString(&t.Node)
+		case 11:
+			if !d.null() {
+				t.Flavor = new(Flavor)
+				d.flavor(t.Flavor)
+			}
+		case 12:
+			if !d.null() {
+				t.Image = new(Image)
+				d.image(t.Image)
+			}
+		case 13:
+			d.setString(&t.Name)
 		}
 	})
 }
@@ -949,8 +1010,9 @@ func (d *decoder) steps(p *[]Status) {
 	*p = steps
 }
 
-// args reads a map of strings. Its keys are data, not field names: any
-// string will do, and a repeated key overwrites as in encoding/json.
+// args reads a map of strings (metadata). Its keys are data, not field
+// names: any string will do, and a repeated key overwrites as in
+// encoding/json.
 func (d *decoder) args(p *map[string]string) {
 	if d.null() {
 		return

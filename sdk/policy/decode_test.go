@@ -10,10 +10,11 @@ import (
 
 // realistic is a validate request as the host writes it.
 const realistic = `{"abi":1,"now":"2025-01-02T03:04:05Z","action":"resize","cause":"driver","from":"QUEUE_RESIZE","to":"PREP_RESIZE",` +
-	`"instance":{"id":"5d1c3b1e-0d7e-4d8e-9a53-2a4f1f0c9e11","name":"web-1","vm_state":"active","power_state":"running","flavor":"m1.small",` +
-	`"image":"debian-12","node":"node-1","driver":"","created_at":"2025-01-02T03:04:05Z","updated_at":"2025-01-02T03:04:05.123456789Z","history_seq":12},` +
+	`"instance":{"id":"5d1c3b1e-0d7e-4d8e-9a53-2a4f1f0c9e11","name":"web-1","vm_state":"active","power_state":"running",` +
+	`"flavor":{"id":"m1.small","name":"m1.small","vcpus":1,"ram_mb":2048,"disk_gb":20},"image":{"id":"debian-12","name":"debian-12","source":"fake://debian-12","disk_format":"raw"},` +
+	`"project":"p1","user":"u1","metadata":{"role":"web"},"node":"node-1","driver":"","created_at":"2025-01-02T03:04:05Z","updated_at":"2025-01-02T03:04:05.123456789Z","history_seq":12},` +
 	`"transition":{"action":"resize","request_id":"req-7f3a","steps":["QUEUE_RESIZE","PREP_RESIZE","RESIZE"],"step":0,"origin":"ACTIVE",` +
-	`"target":"VERIFY_RESIZE","started_at":"2025-01-02T03:04:05Z","step_started_at":"2025-01-02T03:04:05.5Z","attempt":1,"node":"node-1","args":{"flavor":"m1.large"}}}`
+	`"target":"VERIFY_RESIZE","started_at":"2025-01-02T03:04:05Z","step_started_at":"2025-01-02T03:04:05.5Z","attempt":1,"node":"node-1","flavor":{"id":"m1.large","vcpus":4,"ram_mb":8192,"disk_gb":80}}}`
 
 // withFaults adds the optional parts of an instance.
 const withFaults = `{"abi":1,"now":"2024-02-29T23:59:59.999999999Z","instance":{"id":"i","fault":{"code":500,"message":"boom \"quoted\"","at":"2024-02-29T00:00:00Z","during":"stop"},` +
@@ -32,16 +33,16 @@ var decodeCases = []struct {
 	{"whitespace", " \n\t{ \"abi\" : 1 ,\r\n \"to\" :\"BUILD\" } \n", true},
 	{"other order", `{"to":"BUILD","abi":1,"instance":{"name":"n","id":"i"}}`, true},
 	{"unknown fields", `{"abi":1,"future":{"a":[1,2.5e-3,{"b":null}],"c":"\u00e9\n"},"instance":{"x":true,"id":"i","y":[]},"z":-0.0}`, true},
-	{"nulls", `{"abi":null,"now":null,"action":null,"from":null,"instance":null,"transition":{"steps":[null,"BUILD"],"args":{"a":null},"started_at":null}}`, true},
+	{"nulls", `{"abi":null,"now":null,"action":null,"from":null,"instance":null,"transition":{"steps":[null,"BUILD"],"flavor":null,"image":null,"started_at":null}}`, true},
 	{"null transition", `{"transition":null}`, true},
-	{"empty collections", `{"transition":{"steps":[],"args":{}},"instance":{"flags":[]}}`, true},
+	{"empty collections", `{"transition":{"steps":[]},"instance":{"flags":[],"metadata":{}}}`, true},
 	{"escapes", `{"cause":"a\"b\\c\/d\b\f\n\r\t","instance":{"name":"\u003cweb\u003e \u00e9 \ud83d\ude00"}}`, true},
 	{"unicode", `{"instance":{"name":"wéb-1 — 日本 😀"}}`, true},
 	{"bad surrogates", `{"instance":{"name":"\ud800 \udc00x \ud800\u0041 \ud83d"}}`, true},
 	{"invalid utf8", "{\"instance\":{\"name\":\"a\xffb\xc3\"}}", true},
 	{"nul escape", `{"instance":{"name":"\u0000"}}`, true},
-	{"map keys", `{"transition":{"args":{"":"e","\u00e9":"x","a":"1","a":"2"}}}`, true},
-	{"long strings", `{"instance":{"name":"` + strings.Repeat("abcdefgh", 20) + `","image":"` + strings.Repeat("x", 17) + `\n"}}`, true},
+	{"map keys", `{"instance":{"metadata":{"":"e","\u00e9":"x","a":"1","a":"2"}}}`, true},
+	{"long strings", `{"instance":{"name":"` + strings.Repeat("abcdefgh", 20) + `","image":{"id":"` + strings.Repeat("x", 17) + `\n"}}}`, true},
 	{"numbers", `{"abi":-9223372036854775808,"instance":{"history_seq":9223372036854775807},"transition":{"step":0,"attempt":-0}}`, true},
 	{"time with offset", `{"now":"2025-01-02T03:04:05+02:00"}`, true},
 	{"time lower z", `{"now":"2025-01-02t03:04:05z"}`, false},
@@ -70,7 +71,8 @@ var decodeCases = []struct {
 	{"array into object", `{"instance":[]}`, false},
 	{"string into bool", `{"orphan":"yes","to":1}`, false},
 	{"number into steps", `{"transition":{"steps":[1]}}`, false},
-	{"number into args", `{"transition":{"args":{"a":1}}}`, false},
+	{"number into metadata", `{"instance":{"metadata":{"a":1}}}`, false},
+	{"string into flavor", `{"instance":{"flavor":"m1.small"}}`, false},
 	{"top-level array", `[]`, false},
 	{"empty", ``, false},
 	{"truncated", `{"abi":1`, false},

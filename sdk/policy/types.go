@@ -98,23 +98,52 @@ const (
 	CauseAPI        Cause = "api"
 	CauseDriver     Cause = "driver"
 	CauseReconciler Cause = "reconciler"
+	// CausePolicy marks the ERROR the host writes when the validate policy
+	// refused the outcome of a step the driver already carried out. The
+	// host does not ask the policy about that write.
+	CausePolicy Cause = "policy"
 )
 
 // Instance is the settled record of an instance as the host stores it.
 type Instance struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	VMState    string    `json:"vm_state"`    // building, active, stopped, resized, error, deleted
-	PowerState string    `json:"power_state"` // running, shutdown, crashed, paused, nostate
-	Flavor     string    `json:"flavor"`
-	Image      string    `json:"image"`
-	Node       string    `json:"node"`
-	Driver     string    `json:"driver"` // the hypervisor driver on Node
-	Fault      *Fault    `json:"fault,omitempty"`
-	Flags      []Flag    `json:"flags,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
-	HistorySeq int64     `json:"history_seq"`
+	Schema     int    `json:"schema"`
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	VMState    string `json:"vm_state"`    // building, active, stopped, resized, error, deleted
+	PowerState string `json:"power_state"` // running, shutdown, crashed, paused, nostate
+	// Flavor is the size as built; during VERIFY_RESIZE OldFlavor is the
+	// one a revert returns to and ResizedFrom the status before the resize.
+	Flavor      Flavor            `json:"flavor"`
+	OldFlavor   *Flavor           `json:"old_flavor,omitempty"`
+	ResizedFrom Status            `json:"resized_from,omitempty"`
+	Image       Image             `json:"image"`
+	Project     string            `json:"project,omitempty"`
+	User        string            `json:"user,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	Node        string            `json:"node"`
+	Driver      string            `json:"driver"` // the hypervisor driver on Node
+	Fault       *Fault            `json:"fault,omitempty"`
+	Flags       []Flag            `json:"flags,omitempty"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	HistorySeq  int64             `json:"history_seq"`
+}
+
+// Flavor is an instance's size.
+type Flavor struct {
+	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"`
+	VCPUs  int    `json:"vcpus"`
+	RAMMB  int    `json:"ram_mb"`
+	DiskGB int    `json:"disk_gb"`
+}
+
+// Image is what an instance was built from.
+type Image struct {
+	ID         string `json:"id"`
+	Name       string `json:"name,omitempty"`
+	Source     string `json:"source,omitempty"`
+	DiskFormat string `json:"disk_format,omitempty"`
 }
 
 // Fault explains why an instance is in ERROR or why an action failed.
@@ -135,17 +164,22 @@ type Flag struct {
 // Transition is an action in flight: its declared steps, the current one,
 // where it started and where it ends on success.
 type Transition struct {
-	Action        Action            `json:"action"`
-	RequestID     string            `json:"request_id"`
-	Steps         []Status          `json:"steps"`
-	Step          int               `json:"step"`
-	Origin        Status            `json:"origin"`
-	Target        Status            `json:"target"`
-	StartedAt     time.Time         `json:"started_at"`
-	StepStartedAt time.Time         `json:"step_started_at"`
-	Attempt       int               `json:"attempt"`
-	Node          string            `json:"node"`
-	Args          map[string]string `json:"args,omitempty"`
+	Schema        int       `json:"schema"`
+	Action        Action    `json:"action"`
+	RequestID     string    `json:"request_id"`
+	Steps         []Status  `json:"steps"`
+	Step          int       `json:"step"`
+	Origin        Status    `json:"origin"`
+	Target        Status    `json:"target"`
+	StartedAt     time.Time `json:"started_at"`
+	StepStartedAt time.Time `json:"step_started_at"`
+	Attempt       int       `json:"attempt"`
+	Node          string    `json:"node"`
+	// The action's arguments: the flavor a resize goes to, the image and
+	// optional new name of a rebuild.
+	Flavor *Flavor `json:"flavor,omitempty"`
+	Image  *Image  `json:"image,omitempty"`
+	Name   string  `json:"name,omitempty"`
 }
 
 // ValidateRequest asks whether one status change may be written.

@@ -1,4 +1,8 @@
-package store
+// Package embedded runs an etcd member inside the Lucid process: the
+// single-machine default, so that `lucid serve` needs no other service.
+// Only the composition root (core/node) imports it, so nothing else links
+// the etcd server.
+package embedded
 
 import (
 	"context"
@@ -9,12 +13,13 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 )
 
-// EmbeddedConfig runs etcd inside the Lucid process: the single-machine
-// default, so that `lucid serve` needs no other service.
-type EmbeddedConfig struct {
+// Config says how to run the member.
+type Config struct {
 	// DataDir holds the member's WAL and snapshots. Required.
 	DataDir string
 	// ClientURL is where other processes (etcdctl, a second lucid) may
@@ -32,13 +37,13 @@ type EmbeddedConfig struct {
 	CompactionRetention string
 }
 
-// Embedded is a running in-process etcd member.
-type Embedded struct {
+// Member is a running in-process etcd member.
+type Member struct {
 	etcd *embed.Etcd
 }
 
-// StartEmbedded starts an etcd member and waits until it serves.
-func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
+// Start starts an etcd member and waits until it serves.
+func Start(ctx context.Context, cfg Config) (*Member, error) {
 	if cfg.DataDir == "" {
 		return nil, fmt.Errorf("embedded etcd: data_dir is required")
 	}
@@ -87,7 +92,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	select {
 	case <-e.Server.ReadyNotify():
-		return &Embedded{etcd: e}, nil
+		return &Member{etcd: e}, nil
 	case err := <-e.Err():
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: %w", err)
@@ -103,11 +108,18 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 }
 
 // ClientURL is the address etcd clients outside this process can use.
-func (e *Embedded) ClientURL() string {
-	return "http://" + e.etcd.Clients[0].Addr().String()
+func (m *Member) ClientURL() string {
+	return "http://" + m.etcd.Clients[0].Addr().String()
+}
+
+// Client returns a client that talks to the member in-process, skipping
+// gRPC over TCP: about twice the transaction rate of a loopback client.
+// Closing the client does not stop the member.
+func (m *Member) Client() *clientv3.Client {
+	return v3client.New(m.etcd.Server)
 }
 
 // Close stops the member and waits for it.
-func (e *Embedded) Close() {
-	e.etcd.Close()
+func (m *Member) Close() {
+	m.etcd.Close()
 }

@@ -1,0 +1,239 @@
+// Package client is a typed client for Lucid's HTTP API: the native /v1
+// views (instances with their transitions and history) and the compute
+// v2.1 calls the CLI makes. The lucid CLI and the end-to-end tests use it;
+// its wire types are the native API's, so the server encodes with them.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client talks to one Lucid API endpoint. It is safe for concurrent use.
+type Client struct {
+	base string
+	http *http.Client
+	// Token, if set, is sent as X-Auth-Token.
+	Token string
+}
+
+// New returns a client for the API at base, e.g. "http://127.0.0.1:8774".
+func New(base string) *Client {
+	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// Base is the endpoint the client talks to.
+func (c *Client) Base() string { return c.base }
+
+// Error is an error response from the API, in OpenStack's shape
+// {"<kind>": {"code": ..., "message": ...}}.
+type Error struct {
+	Status  int
+	Kind    string
+	Message string
+	// RequestID is the request's X-Openstack-Request-Id.
+	RequestID string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Kind, e.Message) }
+
+// IsNotFound reports whether err is a 404 from the API.
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusNotFound
+}
+
+// Response is what a call returned besides its body.
+type Response struct {
+	Status    int
+	RequestID string
+}
+
+// Do sends a request with an optional JSON body and decodes a JSON answer
+// into out (if not nil). An answer other than want is an *Error.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any, want int) (Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return Response{}, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return Response{}, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("X-Auth-Token", c.Token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Response{}, fmt.Errorf("%s %s: %w (is lucid serve running there?)", method, c.base+path, err)
+	}
+	defer resp.Body.Close()
+	r := Response{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Openstack-Request-Id")}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return r, err
+	}
+	if resp.StatusCode != want {
+		var eb map[string]struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(b, &eb) == nil {
+			for k, v := range eb {
+				return r, &Error{Status: resp.StatusCode, Kind: k, Message: v.Message, RequestID: r.RequestID}
+			}
+		}
+		return r, &Error{Status: resp.StatusCode, Kind: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(b)), RequestID: r.RequestID}
+	}
+	if out != nil && len(bytes.TrimSpace(b)) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return r, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return r, nil
+}
+
+// CreateRequest asks for a new instance.
+type CreateRequest struct {
+	Name      string            `json:"name"`
+	FlavorRef string            `json:"flavorRef"`
+	ImageRef  string            `json:"imageRef"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+}
+
+// Create asks for a new instance and returns its id as soon as the API
+// accepted the request.
+func (c *Client) Create(ctx context.Context, req CreateRequest) (string, Response, error) {
+	var out struct {
+		Server struct {
+			ID string `json:"id"`
+		} `json:"server"`
+	}
+	r, err := c.Do(ctx, "POST", "/v2.1/servers", map[string]any{"server": req}, &out, http.StatusAccepted)
+	return out.Server.ID, r, err
+}
+
+// Delete asks for an instance to be deleted.
+func (c *Client) Delete(ctx context.Context, id string) (Response, error) {
+	return c.Do(ctx, "DELETE", "/v2.1/servers/"+url.PathEscape(id), nil, nil, http.StatusNoContent)
+}
+
+// Action posts a compute action body such as {"os-stop": null} and
+// expects want (202 for most, 204 for confirmResize).
+func (c *Client) Action(ctx context.Context, id string, body any, want int) (Response, error) {
+	return c.Do(ctx, "POST", "/v2.1/servers/"+url.PathEscape(id)+"/action", body, nil, want)
+}
+
+// Instance reads one instance through the native API: state, transition
+// in flight, fault and flags.
+func (c *Client) Instance(ctx context.Context, id string) (Instance, error) {
+	var out struct {
+		Instance Instance `json:"instance"`
+	}
+	_, err := c.Do(ctx, "GET", "/v1/instances/"+url.PathEscape(id), nil, &out, http.StatusOK)
+	return out.Instance, err
+}
+
+// Instances lists every instance through the native API.
+func (c *Client) Instances(ctx context.Context) ([]Instance, error) {
+	var out struct {
+		Instances []Instance `json:"instances"`
+	}
+	_, err := c.Do(ctx, "GET", "/v1/instances", nil, &out, http.StatusOK)
+	return out.Instances, err
+}
+
+// History reads an instance's status changes, also after deletion.
+func (c *Client) History(ctx context.Context, id string) ([]HistoryRecord, error) {
+	var out struct {
+		History []HistoryRecord `json:"history"`
+	}
+	_, err := c.Do(ctx, "GET", "/v1/instances/"+url.PathEscape(id)+"/history", nil, &out, http.StatusOK)
+	return out.History, err
+}
+
+// Flavors lists the flavor catalog.
+func (c *Client) Flavors(ctx context.Context) ([]Flavor, error) {
+	var out struct {
+		Flavors []Flavor `json:"flavors"`
+	}
+	_, err := c.Do(ctx, "GET", "/v1/flavors", nil, &out, http.StatusOK)
+	return out.Flavors, err
+}
+
+// Images lists the image catalog.
+func (c *Client) Images(ctx context.Context) ([]Image, error) {
+	var out struct {
+		Images []Image `json:"images"`
+	}
+	_, err := c.Do(ctx, "GET", "/v1/images", nil, &out, http.StatusOK)
+	return out.Images, err
+}
+
+// Wait follows the action of request requestID on instance id until it
+// has ended, calling seen with each status change it made, in order: the
+// instance's history records of that request. Unlike polling the status,
+// this misses no step however fast it passed. It returns the instance as
+// the action left it, or ErrGone after a delete.
+func (c *Client) Wait(ctx context.Context, id, requestID string, every time.Duration, seen func(HistoryRecord)) (Instance, error) {
+	printed := 0
+	report := func() error {
+		h, err := c.History(ctx, id)
+		if err != nil {
+			return err
+		}
+		var mine []HistoryRecord
+		for _, r := range h {
+			if r.RequestID == requestID {
+				mine = append(mine, r)
+			}
+		}
+		for ; printed < len(mine); printed++ {
+			if seen != nil {
+				seen(mine[printed])
+			}
+		}
+		return nil
+	}
+	for {
+		in, err := c.Instance(ctx, id)
+		gone := IsNotFound(err)
+		if err != nil && !gone {
+			return Instance{}, err
+		}
+		done := gone || in.Transition == nil || in.Transition.RequestID != requestID
+		if err := report(); err != nil {
+			return in, err
+		}
+		switch {
+		case gone:
+			return Instance{}, ErrGone
+		case done:
+			return in, nil
+		}
+		select {
+		case <-ctx.Done():
+			return in, ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
+// ErrGone is what Wait returns when the instance was deleted.
+var ErrGone = errors.New("instance deleted")

@@ -1,0 +1,108 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/lucid-project/lucid/core/api/client"
+	"github.com/lucid-project/lucid/core/instance"
+	"github.com/lucid-project/lucid/core/store"
+)
+
+// The native /v1 API shows what Nova's bodies have no words for: the
+// transition in flight with its steps, flags, the full fault, the flavor
+// as built, and history that outlives the instance.
+
+func (s *Server) nativeShow(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.lc.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"instance": instanceView(rec)})
+}
+
+func (s *Server) nativeList(w http.ResponseWriter, r *http.Request) {
+	recs, err := s.lc.List(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]client.Instance, len(recs))
+	for i, rec := range recs {
+		out[i] = instanceView(rec)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"instances": out})
+}
+
+func (s *Server) nativeFlavors(w http.ResponseWriter, r *http.Request) {
+	c := s.lc.Catalog()
+	out := make([]client.Flavor, 0, len(c.Flavors))
+	for _, f := range c.Flavors {
+		out = append(out, flavorView(f))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"flavors": out})
+}
+
+func (s *Server) nativeImages(w http.ResponseWriter, r *http.Request) {
+	c := s.lc.Catalog()
+	out := make([]client.Image, 0, len(c.Images))
+	for _, i := range c.Images {
+		v := imageView(i.Image)
+		v.MinRAMMB, v.MinDiskGB = i.MinRAMMB, i.MinDiskGB
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"images": out})
+}
+
+func instanceView(rec store.Record) client.Instance {
+	st := rec.State
+	v := client.Instance{
+		ID: st.ID, Name: st.Name, Status: string(rec.Status()), VMState: string(st.VMState), PowerState: string(st.PowerState),
+		TaskState: instance.TaskState(rec.Transition), Flavor: flavorView(st.Flavor), Image: imageView(st.Image),
+		Node: st.Node, Driver: st.Driver, Project: st.Project, User: st.User, Metadata: st.Metadata,
+		CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt,
+	}
+	if rec.Err != nil {
+		v.Unreadable = rec.Err.Error()
+		v.Fault = &client.Fault{Code: 500, Message: "the stored record cannot be read: " + rec.Err.Error()}
+		return v
+	}
+	if st.OldFlavor != nil {
+		f := flavorView(*st.OldFlavor)
+		v.OldFlavor = &f
+	}
+	if f := st.Fault; f != nil {
+		v.Fault = &client.Fault{Code: f.Code, Message: f.Message, At: f.At, During: string(f.During)}
+	}
+	for _, f := range st.Flags {
+		v.Flags = append(v.Flags, client.Flag{Kind: f.Kind, Message: f.Message, Since: f.Since})
+	}
+	if t := rec.Transition; t != nil {
+		tv := &client.Transition{
+			Action: string(t.Action), RequestID: t.RequestID, Step: t.Step, Current: string(t.Current()),
+			Origin: string(t.Origin), Target: string(t.Target), StartedAt: t.StartedAt, StepStartedAt: t.StepStartedAt,
+			Attempt: t.Attempt, Node: t.Node, Name: t.Name, Steps: []string{},
+		}
+		for _, s := range t.Steps {
+			tv.Steps = append(tv.Steps, string(s))
+		}
+		if t.Flavor != nil {
+			f := flavorView(*t.Flavor)
+			tv.Flavor = &f
+		}
+		if t.Image != nil {
+			i := imageView(*t.Image)
+			tv.Image = &i
+		}
+		v.Transition = tv
+	}
+	return v
+}
+
+func flavorView(f instance.Flavor) client.Flavor {
+	return client.Flavor{ID: f.ID, Name: f.Name, VCPUs: f.VCPUs, RAMMB: f.RAMMB, DiskGB: f.DiskGB}
+}
+
+func imageView(i instance.Image) client.Image {
+	return client.Image{ID: i.ID, Name: i.Name, Source: i.Source, DiskFormat: i.DiskFormat}
+}

@@ -1,0 +1,416 @@
+// Package executor runs, on each node, the transitions that node owns.
+//
+// The API writes a transition into etcd and returns; the owning node's
+// executor notices it (a watch on the transition keys), runs each step's
+// driver operation in order and writes the outcome back through the
+// lifecycle Recorder: the next step, the action's end, or its failure.
+// Every transition ends: a step the driver cannot finish fails with a
+// fault, and an outcome the validate policy refuses ends in ERROR with a
+// fault naming the policy.
+//
+// The executor depends only on the sdk driver contract (sdk/driver), never
+// on the plugin host, so it runs any driver.Driver: a plugin, or a driver
+// in the same process.
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/lucid-project/lucid/core/instance"
+	"github.com/lucid-project/lucid/core/lifecycle"
+	"github.com/lucid-project/lucid/core/store"
+	"github.com/lucid-project/lucid/sdk/driver"
+)
+
+// DefaultStepTimeout bounds one step, retries included, when the
+// configuration says nothing.
+const DefaultStepTimeout = 10 * time.Minute
+
+// Config configures an Executor.
+type Config struct {
+	Store    *store.Store
+	Recorder *lifecycle.Recorder
+	// Node is this node's name; the executor runs transitions naming it.
+	Node string
+	// Drivers by name, as configured on this node.
+	Drivers map[string]driver.Driver
+	// StepTimeout returns the bound on one step of an action, retries
+	// while the driver is unavailable included; nil or 0 means
+	// DefaultStepTimeout.
+	StepTimeout func(instance.Action) time.Duration
+	Logger      *slog.Logger
+}
+
+// Executor carries out the transitions owned by its node. Each instance
+// has at most one worker goroutine, so an instance's steps never overlap;
+// a transition that replaces the one being executed (a delete pre-empting
+// a create) cancels the running step's context.
+type Executor struct {
+	cfg    Config
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	workers map[string]*worker
+	wg      sync.WaitGroup
+}
+
+type worker struct {
+	running string             // request id being executed, "" if none
+	cancel  context.CancelFunc // cancels the running step
+	dirty   bool               // the transition changed since the last read
+	resume  bool               // found in flight at start: restart its step's clock
+}
+
+// New returns an Executor; Run starts it.
+func New(cfg Config) *Executor {
+	l := cfg.Logger
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &Executor{cfg: cfg, logger: l, workers: map[string]*worker{}}
+}
+
+func (e *Executor) stepTimeout(a instance.Action) time.Duration {
+	if e.cfg.StepTimeout != nil {
+		if d := e.cfg.StepTimeout(a); d > 0 {
+			return d
+		}
+	}
+	return DefaultStepTimeout
+}
+
+// Run lists the transitions in flight (resuming those this node owns,
+// for example after a restart), then watches for new ones until ctx ends.
+// It returns after every worker it started has stopped.
+func (e *Executor) Run(ctx context.Context) error {
+	defer e.wg.Wait()
+	first := true
+	for {
+		recs, rev, err := e.cfg.Store.List(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			e.logger.Error("executor: list instances", "err", err)
+			if !sleep(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		for _, r := range recs {
+			if r.Err != nil {
+				if first {
+					e.logger.Error("executor: skipping an unreadable record", "instance", r.State.ID, "err", r.Err)
+				}
+				continue
+			}
+			if r.Transition != nil {
+				e.dispatch(ctx, r.State.ID, r.Transition, first)
+			}
+		}
+		first = false
+		err = e.cfg.Store.WatchTransitions(ctx, rev, func(ev store.TransitionEvent) {
+			e.dispatch(ctx, ev.ID, ev.Transition, false)
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		// Compacted or broken watch: list again and resume from there.
+		e.logger.Warn("executor: watch ended; re-listing", "err", err)
+		if !errors.Is(err, store.ErrCompacted) && !sleep(ctx, 200*time.Millisecond) {
+			return nil
+		}
+	}
+}
+
+// dispatch hands an instance's transition change to its worker, starting
+// one if needed. It never blocks on driver calls. A transition that now
+// belongs to another node (adopted) or is gone cancels a running step.
+func (e *Executor) dispatch(ctx context.Context, id string, t *instance.Transition, resume bool) {
+	mine := t != nil && t.Node == e.cfg.Node
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w, ok := e.workers[id]
+	if !ok {
+		if !mine {
+			return
+		}
+		w = &worker{resume: resume}
+		e.workers[id] = w
+		e.wg.Add(1)
+		go e.work(ctx, id, w)
+		return
+	}
+	w.dirty = true
+	if w.running != "" && (!mine || t.RequestID != w.running) {
+		w.cancel()
+	}
+}
+
+// work executes id's transitions one step after another until none is
+// left for this node.
+func (e *Executor) work(ctx context.Context, id string, w *worker) {
+	defer e.wg.Done()
+	backoff := 100 * time.Millisecond
+	for {
+		e.mu.Lock()
+		w.dirty = false
+		e.mu.Unlock()
+
+		rec, err := e.cfg.Store.Get(ctx, id)
+		if ctx.Err() != nil {
+			e.retire(id, w, true)
+			return
+		}
+		if err != nil && !errors.Is(err, instance.ErrNotFound) {
+			e.logger.Error("executor: read instance", "instance", id, "err", err)
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		if err != nil || rec.Err != nil || rec.Transition == nil || rec.Transition.Node != e.cfg.Node {
+			if rec.Err != nil {
+				e.logger.Error("executor: skipping an unreadable record", "instance", id, "err", rec.Err)
+			}
+			if e.retire(id, w, false) {
+				return
+			}
+			continue
+		}
+		if w.resume {
+			w.resume = false
+			if rec, err = e.restartClock(ctx, rec); err != nil {
+				continue // stale or etcd trouble: read again
+			}
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		e.mu.Lock()
+		w.running, w.cancel = rec.Transition.RequestID, cancel
+		e.mu.Unlock()
+		done := e.execute(rctx, rec)
+		cancel()
+		e.mu.Lock()
+		w.running, w.cancel = "", nil
+		e.mu.Unlock()
+		if done {
+			backoff = 100 * time.Millisecond
+			continue
+		}
+		// The outcome could not be written (etcd trouble): try again
+		// later rather than spin.
+		if !sleep(ctx, backoff) {
+			e.retire(id, w, true)
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// retire removes the worker unless a newer event arrived meanwhile (or
+// force is set); it reports whether the worker should exit.
+func (e *Executor) retire(id string, w *worker, force bool) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if w.dirty && !force {
+		return false
+	}
+	delete(e.workers, id)
+	return true
+}
+
+// restartClock marks a step found in flight at start as attempted again
+// from now, so its step timeout (and the reconciler's idea of a stuck
+// step) counts from the resumption. It changes no status.
+func (e *Executor) restartClock(ctx context.Context, rec store.Record) (store.Record, error) {
+	t := *rec.Transition
+	t.Attempt++
+	t.StepStartedAt = e.cfg.Recorder.Now()
+	st := rec.State
+	next, err := e.cfg.Recorder.Update(ctx, rec, st.ID, &st, &t)
+	if err != nil {
+		e.logger.Warn("executor: resume step", "instance", st.ID, "err", err)
+		return rec, err
+	}
+	e.logger.Info("executor: resuming a step found in flight", "instance", st.ID, "action", t.Action, "step", t.Current(), "attempt", t.Attempt)
+	return next, nil
+}
+
+// execute runs the current step of rec's transition and writes its
+// outcome. It reports whether the record moved on (next step, end,
+// failure recorded, or replaced by someone else); false means the outcome
+// could not be written and the caller should try again later.
+func (e *Executor) execute(ctx context.Context, rec store.Record) bool {
+	t := rec.Transition
+	id := rec.State.ID
+	log := e.logger.With("instance", id, "action", t.Action, "request_id", t.RequestID, "step", t.Step)
+	spec, err := instance.Lookup(t.Action)
+	var stepErr error
+	if err != nil {
+		stepErr = err
+	} else if op, ok := spec.Op(t); !ok {
+		stepErr = fmt.Errorf("transition %s is at step %d of %d", t.Action, t.Step, len(spec.Steps))
+	} else if d, ok := e.cfg.Drivers[rec.State.Driver]; !ok {
+		stepErr = fmt.Errorf("driver %q is not configured on node %s", rec.State.Driver, e.cfg.Node)
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, e.stepTimeout(t.Action))
+		stepErr = e.run(sctx, d, op, rec, log)
+		cancel()
+	}
+	if ctx.Err() != nil {
+		// Replaced by another transition, or the node is stopping: the
+		// record belongs to whoever replaced us; write nothing.
+		log.Info("executor: step interrupted", "err", ctx.Err())
+		return true
+	}
+	var ch lifecycle.Change
+	switch {
+	case stepErr != nil:
+		log.Warn("executor: step failed", "err", stepErr)
+		ch = e.failure(rec, spec, stepErr)
+	case spec.Last(t):
+		ch = e.success(rec, spec)
+	default:
+		ch = e.advance(rec)
+	}
+	return e.write(ctx, rec, spec, ch, log)
+}
+
+// write records the outcome. An outcome the policy refuses ends the
+// transition in ERROR with a fault naming the policy; one it cannot judge
+// (it fails) is retried a few times first, since a failing policy
+// instance is replaced by a fresh one. Nothing is ever recorded as the
+// opposite of what the driver did.
+func (e *Executor) write(ctx context.Context, rec store.Record, spec instance.Spec, ch lifecycle.Change, log *slog.Logger) bool {
+	const policyRetries = 3
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err := e.cfg.Recorder.Record(ctx, rec, ch)
+		var refused *lifecycle.RefusedError
+		switch {
+		case err == nil:
+			return true
+		case errors.Is(err, store.ErrStale):
+			// Someone else changed the record (a pre-empting delete): the
+			// next read tells what to do.
+			return true
+		case errors.As(err, &refused) && refused.Failed && attempt < policyRetries:
+			log.Warn("executor: validate policy failed on the outcome; asking again", "attempt", attempt, "err", err)
+			if !sleep(ctx, wait) {
+				return true
+			}
+			wait *= 2
+			continue
+		case errors.As(err, &refused):
+			log.Error("executor: outcome refused by the validate policy; ending the transition in ERROR", "err", err)
+			return e.impose(ctx, rec, ch, refused, log)
+		case ctx.Err() != nil:
+			return true
+		default:
+			log.Error("executor: write outcome", "err", err)
+			return false
+		}
+	}
+}
+
+// impose ends the transition in ERROR after a refusal. That write cannot be
+// refused; its fault and history name the policy and its reason.
+func (e *Executor) impose(ctx context.Context, rec store.Record, ch lifecycle.Change, refused *lifecycle.RefusedError, log *slog.Logger) bool {
+	now := e.cfg.Recorder.Now()
+	st := rec.State
+	st.UpdatedAt = now
+	st.VMState = instance.Error
+	what := "refused"
+	if refused.Failed {
+		what = "could not judge"
+	}
+	msg := fmt.Sprintf("the validate policy %s %s the step's outcome %s -> %s: %s", refused.Policy, what, refused.From, refused.To, refused.Reason)
+	if ch.Message != "" {
+		msg += " (the step itself: " + ch.Message + ")"
+	}
+	st.Fault = &instance.Fault{Code: 500, Message: msg, At: now, During: rec.Transition.Action}
+	_, err := e.cfg.Recorder.Impose(ctx, rec, lifecycle.Change{
+		ID: st.ID, State: &st, At: now, Action: rec.Transition.Action, RequestID: rec.Transition.RequestID, Message: msg,
+	})
+	switch {
+	case err == nil, errors.Is(err, store.ErrStale), ctx.Err() != nil:
+		return true
+	default:
+		log.Error("executor: write imposed ERROR", "err", err)
+		return false
+	}
+}
+
+// advance is the change that moves a transition to its next step.
+func (e *Executor) advance(rec store.Record) lifecycle.Change {
+	now := e.cfg.Recorder.Now()
+	t := *rec.Transition
+	t.Step++
+	t.StepStartedAt, t.Attempt = now, 1
+	st := rec.State
+	st.UpdatedAt = now
+	return lifecycle.Change{ID: st.ID, State: &st, Transition: &t, At: now,
+		Action: t.Action, Cause: instance.CauseDriver, RequestID: t.RequestID}
+}
+
+// success is the change that ends a transition as planned.
+func (e *Executor) success(rec store.Record, spec instance.Spec) lifecycle.Change {
+	now := e.cfg.Recorder.Now()
+	t := rec.Transition
+	ch := lifecycle.Change{ID: rec.State.ID, At: now, Action: t.Action, Cause: instance.CauseDriver, RequestID: t.RequestID}
+	if t.Target == instance.StatusDeleted {
+		return ch // the state goes; the history stays
+	}
+	st := rec.State
+	st.UpdatedAt = now
+	if spec.Applies != nil {
+		spec.Applies(&st, t)
+	}
+	vm, err := instance.SettledState(t.Target)
+	if err != nil {
+		vm = instance.Error
+	}
+	st.VMState = vm
+	if row, _ := t.Target.Row(); row.Power != "" {
+		st.PowerState = row.Power
+	} else if r, _ := st.ResizedFrom.Row(); r.Power != "" {
+		st.PowerState = r.Power // VERIFY_RESIZE keeps the power it had
+	}
+	st.Fault = nil
+	ch.State = &st
+	return ch
+}
+
+// failure is the change that ends a failed transition: back to the origin
+// with a fault if the action's table row says the failing step changed
+// nothing, else ERROR with a fault.
+func (e *Executor) failure(rec store.Record, spec instance.Spec, cause error) lifecycle.Change {
+	now := e.cfg.Recorder.Now()
+	t := rec.Transition
+	st := rec.State
+	st.UpdatedAt = now
+	st.Fault = &instance.Fault{Code: 500, Message: cause.Error(), At: now, During: t.Action}
+	st.VMState = instance.Error
+	if spec.FailsToOrigin(t.Step) {
+		if vm, err := instance.SettledState(t.Origin); err == nil {
+			st.VMState = vm
+		}
+	}
+	return lifecycle.Change{ID: st.ID, State: &st, At: now, Action: t.Action, Cause: instance.CauseDriver,
+		RequestID: t.RequestID, Message: cause.Error()}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

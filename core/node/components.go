@@ -1,0 +1,124 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+
+	"github.com/lucid-project/lucid/core/config"
+	coredriver "github.com/lucid-project/lucid/core/driver"
+	"github.com/lucid-project/lucid/core/lifecycle"
+	"github.com/lucid-project/lucid/core/policy"
+	"github.com/lucid-project/lucid/core/store"
+	"github.com/lucid-project/lucid/sdk/driver"
+)
+
+// Components are the parts of a node that run operator-supplied code:
+// policy modules and driver plugins. `lucid config validate` loads them
+// too (Check), so a bad module or a driver that rejects its config is
+// caught before deployment, not at start-up.
+type Components struct {
+	// Validator is the validate policy, nil if none is configured.
+	Validator lifecycle.Validator
+	// PolicyID names the validate policy in history records.
+	PolicyID string
+	// Drivers by configured name, and what each reported about itself.
+	Drivers map[string]driver.Driver
+	Infos   []store.DriverInfo
+	closers []func(context.Context) error
+}
+
+// Close stops the drivers and unloads the policies.
+func (c *Components) Close(ctx context.Context) error {
+	var errs []error
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		errs = append(errs, c.closers[i](ctx))
+	}
+	c.closers = nil
+	return errors.Join(errs...)
+}
+
+// Check loads every policy module and starts every driver plugin of cfg,
+// then stops them: what `lucid config validate` does beyond decoding.
+func Check(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	c, err := Load(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	return c.Close(ctx)
+}
+
+// Load loads the policies and starts every driver. On error what was
+// started is stopped, and the error points at the config line
+// responsible.
+func Load(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Components, err error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Components{Drivers: map[string]driver.Driver{}}
+	defer func() {
+		if err != nil {
+			c.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	if pc := cfg.Policy(config.HookValidate); pc != nil {
+		eng, err := policy.NewEngine(ctx, policy.EngineConfig{CacheDir: cacheDir(cfg), Logger: logger.With("component", "policy")})
+		if err != nil {
+			return nil, err
+		}
+		c.closers = append(c.closers, eng.Close)
+		mod, err := eng.Load(ctx, policy.Config{
+			Name: pc.Hook, Hook: policy.HookValidate, Path: pc.Module, Settings: pc.Settings,
+			Timeout: pc.Timeout, MemoryLimitMiB: uint32(pc.MemoryMiB), Fallback: policy.Fallback(pc.Fallback),
+		})
+		if err != nil {
+			if errors.Is(err, policy.ErrSettings) {
+				return nil, cfg.Errorf(pc.SettingsRange, "Policy settings rejected", "%v", err)
+			}
+			return nil, cfg.Errorf(pc.ModuleRange, "Cannot load policy module", "%v", err)
+		}
+		c.Validator = mod
+		info := mod.Info()
+		c.PolicyID = fmt.Sprintf("%s@%s", info.Name, info.Version)
+	}
+
+	// Plugin sockets live in a private directory removed at close, so a
+	// killed plugin leaves nothing behind in /tmp.
+	sockDir, err := os.MkdirTemp("", "lucid-plugins-")
+	if err != nil {
+		return nil, err
+	}
+	c.closers = append(c.closers, func(context.Context) error { return os.RemoveAll(sockDir) })
+	for _, dc := range cfg.Drivers {
+		p, err := coredriver.Start(ctx, coredriver.Config{
+			Name: dc.Name, Path: dc.Plugin, Checksum: dc.Checksum, Config: dc.Config,
+			SocketDir: sockDir, Logger: logger.With("component", "driver"),
+		})
+		if err != nil {
+			// Point at the line the error is about: the checksum, the
+			// config key the plugin's message names (sdk/driver asks
+			// drivers to name it), the config block, or the plugin path.
+			rng := dc.PluginRange
+			switch {
+			case errors.Is(err, coredriver.ErrChecksum):
+				rng = dc.ChecksumRange
+			case errors.Is(err, coredriver.ErrLaunch) || dc.Body == nil:
+			default:
+				rng = dc.Body.DefRange
+				if r, ok := dc.KeyIn(err.Error()); ok {
+					rng = r
+				}
+			}
+			return nil, cfg.Errorf(rng, "Cannot start driver "+dc.Name, "%v", err)
+		}
+		c.closers = append(c.closers, p.Close)
+		c.Drivers[dc.Name] = p
+		info, _ := p.Info(ctx)
+		c.Infos = append(c.Infos, store.DriverInfo{Name: dc.Name, Version: info.Version, Capabilities: info.Capabilities})
+	}
+	sort.Slice(c.Infos, func(i, j int) bool { return c.Infos[i].Name < c.Infos[j].Name })
+	return c, nil
+}

@@ -1,0 +1,180 @@
+// Package node is Lucid's composition root: it starts a node from a
+// loaded configuration (store, driver plugins, policies, write door,
+// executor, API) and stops it again. It is the only package that knows
+// every other; commands and tests start nodes through it.
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/lucid-project/lucid/core/api"
+	"github.com/lucid-project/lucid/core/config"
+	"github.com/lucid-project/lucid/core/executor"
+	"github.com/lucid-project/lucid/core/instance"
+	"github.com/lucid-project/lucid/core/lifecycle"
+	"github.com/lucid-project/lucid/core/store"
+	"github.com/lucid-project/lucid/core/store/embedded"
+)
+
+// DefaultLeaseTTL is how long a node's registration outlives it when the
+// configuration says nothing: after it, the node's transitions are
+// orphans.
+const DefaultLeaseTTL = 10 * time.Second
+
+// Node is a running Lucid node. Start brings it up; Close stops it.
+type Node struct {
+	Config *config.Config
+	Store  *store.Store
+	// Addr is the API's listening address.
+	Addr string
+	// EtcdURL is the embedded etcd member's client URL, "" for a cluster.
+	EtcdURL string
+	// Ready is how long start-up took, from Start to API ready.
+	Ready time.Duration
+
+	logger  *slog.Logger
+	closers []func(context.Context) error
+	srvErr  chan error
+}
+
+// Start brings a node up from a loaded config: store, policies, drivers,
+// registration, executor, API, in that order. On error everything started
+// so far is stopped again; errors about the config point at the offending
+// HCL line.
+func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Node, err error) {
+	t0 := time.Now()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{Config: cfg, logger: logger, srvErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			n.Close(context.WithoutCancel(ctx))
+		}
+	}()
+
+	if err := n.openStore(ctx); err != nil {
+		return nil, err
+	}
+	comp, err := Load(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, comp.Close)
+
+	reg, err := n.Store.Register(ctx, store.NodeInfo{Name: cfg.Node, Drivers: comp.Infos, API: cfg.API.Listen, Started: time.Now().UTC()}, leaseTTL(cfg))
+	if err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, reg.Close)
+
+	rec := lifecycle.NewRecorder(lifecycle.RecorderConfig{Store: n.Store, Validator: comp.Validator, Policy: comp.PolicyID,
+		Logger: logger.With("component", "lifecycle")})
+	// The first configured driver receives new instances; scheduling
+	// across drivers and nodes is not built yet.
+	svc := lifecycle.NewService(lifecycle.Config{Store: n.Store, Recorder: rec, Catalog: catalog(cfg),
+		Node: cfg.Node, Driver: cfg.Drivers[0].Name, Logger: logger.With("component", "lifecycle")})
+
+	ex := executor.New(executor.Config{Store: n.Store, Recorder: rec, Node: cfg.Node, Drivers: comp.Drivers,
+		StepTimeout: stepTimeouts(cfg), Logger: logger.With("component", "executor")})
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	exDone := make(chan struct{})
+	go func() {
+		defer close(exDone)
+		ex.Run(rctx)
+	}()
+	n.closers = append(n.closers, func(context.Context) error { cancel(); <-exDone; return nil })
+
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return nil, cfg.Errorf(cfg.API.ListenRange, "Cannot listen", "%v", err)
+	}
+	n.Addr = ln.Addr().String()
+	srv := &http.Server{Handler: api.New(svc, logger.With("component", "api")), ReadHeaderTimeout: 10 * time.Second}
+	go func() { n.srvErr <- srv.Serve(ln) }()
+	n.closers = append(n.closers, srv.Shutdown)
+	n.Ready = time.Since(t0)
+	return n, nil
+}
+
+// openStore starts the embedded member or connects to the cluster.
+func (n *Node) openStore(ctx context.Context) error {
+	cfg := n.Config
+	if e := cfg.Store.Embedded; e != nil {
+		m, err := embedded.Start(ctx, embedded.Config{DataDir: e.DataDir, ClientURL: e.ClientURL, FastElection: true})
+		if err != nil {
+			return err
+		}
+		n.closers = append(n.closers, func(context.Context) error { m.Close(); return nil })
+		n.EtcdURL = m.ClientURL()
+		n.Store = store.New(m.Client(), cfg.Store.Prefix)
+	} else {
+		st, err := store.Open(ctx, store.Config{Endpoints: cfg.Store.Endpoints, Prefix: cfg.Store.Prefix})
+		if err != nil {
+			return err
+		}
+		n.Store = st
+	}
+	n.closers = append(n.closers, func(context.Context) error { return n.Store.Close() })
+	return nil
+}
+
+// Close stops everything Start started, in reverse order.
+func (n *Node) Close(ctx context.Context) error {
+	var errs []error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		if err := n.closers[i](ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	n.closers = nil
+	return errors.Join(errs...)
+}
+
+// Err reports the API server failing after start.
+func (n *Node) Err() <-chan error { return n.srvErr }
+
+func leaseTTL(cfg *config.Config) time.Duration {
+	if cfg.LeaseTTL > 0 {
+		return cfg.LeaseTTL
+	}
+	return DefaultLeaseTTL
+}
+
+func stepTimeouts(cfg *config.Config) func(instance.Action) time.Duration {
+	return func(a instance.Action) time.Duration { return cfg.StepTimeout(string(a)) }
+}
+
+// catalog turns the operator's flavor and image blocks into what the
+// lifecycle service resolves requests against.
+func catalog(cfg *config.Config) *lifecycle.Catalog {
+	c := &lifecycle.Catalog{}
+	for _, f := range cfg.Flavors {
+		c.Flavors = append(c.Flavors, instance.Flavor{ID: f.ID, Name: f.Name, VCPUs: f.VCPUs, RAMMB: f.RAMMB, DiskGB: f.DiskGB})
+	}
+	for _, i := range cfg.Images {
+		c.Images = append(c.Images, lifecycle.CatalogImage{
+			Image:    instance.Image{ID: i.ID, Name: i.Name, Source: i.Source, DiskFormat: i.DiskFormat},
+			MinRAMMB: i.MinRAMMB, MinDiskGB: i.MinDiskGB,
+		})
+	}
+	return c
+}
+
+// cacheDir is where compiled policy code is kept between runs.
+func cacheDir(cfg *config.Config) string {
+	if cfg.CacheDir != "" {
+		return cfg.CacheDir
+	}
+	if ucd, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(ucd, "lucid", "wasm")
+	}
+	return ""
+}
