@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -462,5 +463,57 @@ func TestSchema1RecordIsMigrated(t *testing.T) {
 	h, _ := n.Client.History(context.Background(), "old-1")
 	if len(h) != 2 || h[0].Seq != 3 || h[1].To != "DELETED" {
 		t.Fatalf("history %+v", h)
+	}
+}
+
+// A step whose driver plugin is being restarted waits for it (bounded by
+// the step timeout) instead of failing after a few quick tries: with the
+// plugin killed again and again while deletes are in flight, and the
+// host's restart backoff growing each time, every delete still ends
+// DELETED and none in ERROR. (With a 1 s step timeout the same test ends
+// them in ERROR: the bound is real.)
+func TestStepsOutlastPluginRestarts(t *testing.T) {
+	n := testnode.Start(t, testnode.Options{Driver: `destroy_delay = "300ms"`})
+	const count = 12
+	ids := make([]string, count)
+	for i := range ids {
+		ids[i], _ = n.Create(t, fmt.Sprintf("d%d", i))
+	}
+	for _, id := range ids {
+		n.Settle(t, id)
+	}
+	fake := testenv.Binary(t, "./plugins/fake")
+	for _, id := range ids {
+		if _, err := n.Client.Delete(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Kill the plugin five times, each time as soon as the host has
+	// restarted it: its backoff doubles to 1.6 s, far beyond the three
+	// tries in 0.75 s the executor once allowed.
+	for kill := 0; kill < 5; kill++ {
+		var pids []int
+		testenv.Eventually(t, 30*time.Second, func() bool {
+			pids = testenv.ChildPIDs(t, fake)
+			return len(pids) > 0
+		}, "no plugin process to kill")
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		testenv.Eventually(t, 10*time.Second, func() bool {
+			for _, pid := range pids {
+				if testenv.Alive(pid) {
+					return false
+				}
+			}
+			return true
+		}, "plugin %v still alive after SIGKILL", pids)
+	}
+	for _, id := range ids {
+		n.Settle(t, id)
+		h := n.History(t, id)
+		if last := h[len(h)-1]; last.To != "DELETED" {
+			t.Fatalf("instance %s: history ends %s (%s), want DELETED", id, last.To, last.Message)
+		}
 	}
 }
