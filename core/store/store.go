@@ -24,6 +24,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/lucid-project/lucid/core/instance"
 )
@@ -79,6 +80,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		DialTimeout: dt,
 		TLS:         cfg.TLS,
 		Context:     ctx,
+		// The client's own retry chatter would go to stderr in zap's
+		// format; every failure that matters reaches Lucid as an error.
+		Logger: zap.NewNop(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: connect %v: %w", cfg.Endpoints, err)
