@@ -38,6 +38,11 @@ func serveCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
+			if cfg.ReconcilerEnabled() || cfg.Policy(config.HookReconcile) != nil {
+				// Say so rather than let an operator believe mismatches are
+				// being handled.
+				logger.Warn("the reconciler is not implemented yet: record/hypervisor mismatches are neither corrected nor flagged; the reconciler block and reconcile policy are accepted and ignored")
+			}
 			logger.Info("lucid ready", "api", "http://"+n.Addr, "node", cfg.Node, "etcd", n.EtcdURL, "startup", n.Ready.Round(time.Millisecond))
 			select {
 			case <-ctx.Done():

@@ -29,7 +29,7 @@ import (
 
 // DefaultStepTimeout bounds one step, retries included, when the
 // configuration says nothing.
-const DefaultStepTimeout = 10 * time.Minute
+const DefaultStepTimeout = 15 * time.Minute
 
 // Config configures an Executor.
 type Config struct {
