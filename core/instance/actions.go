@@ -59,6 +59,11 @@ type Spec struct {
 	Action Action
 	// From lists the statuses the action may start from; empty means any.
 	From []Status
+	// EnforceFrom lists further statuses the reconciler (never a user) may
+	// start the action from, to make the hypervisor follow the record: a
+	// start while the record says ACTIVE but the VM is off, a stop while
+	// it says SHUTOFF but the VM runs.
+	EnforceFrom []Status
 	// Steps run in order. Their statuses are the only ones the action may
 	// show while it is in flight.
 	Steps []Step
@@ -198,6 +203,7 @@ var actions = []Spec{
 	{
 		Action:      ActionStop,
 		From:        []Status{StatusActive, StatusError},
+		EnforceFrom: []Status{StatusShutoff},
 		Steps:       []Step{{StatusStopping, OpPowerOff}},
 		Success:     always(StatusShutoff),
 		OriginUntil: 1,
@@ -205,6 +211,7 @@ var actions = []Spec{
 	{
 		Action:      ActionStart,
 		From:        []Status{StatusShutoff},
+		EnforceFrom: []Status{StatusActive},
 		Steps:       []Step{{StatusStarting, OpPowerOn}},
 		Success:     always(StatusActive),
 		OriginUntil: 1,
@@ -228,7 +235,7 @@ var actions = []Spec{
 func Actions() []Spec {
 	out := make([]Spec, len(actions))
 	for i, a := range actions {
-		a.From, a.Steps = slices.Clone(a.From), slices.Clone(a.Steps)
+		a.From, a.EnforceFrom, a.Steps = slices.Clone(a.From), slices.Clone(a.EnforceFrom), slices.Clone(a.Steps)
 		out[i] = a
 	}
 	return out
@@ -238,16 +245,20 @@ func Actions() []Spec {
 func Lookup(a Action) (Spec, error) {
 	for _, s := range actions {
 		if s.Action == a {
-			s.From, s.Steps = slices.Clone(s.From), slices.Clone(s.Steps)
+			s.From, s.EnforceFrom, s.Steps = slices.Clone(s.From), slices.Clone(s.EnforceFrom), slices.Clone(s.Steps)
 			return s, nil
 		}
 	}
 	return Spec{}, fmt.Errorf("%w: unknown action %q", ErrInvalid, a)
 }
 
-// Allows reports whether the action may start from status from.
-func (s Spec) Allows(from Status) bool {
-	return len(s.From) == 0 || slices.Contains(s.From, from)
+// Allows reports whether the action may start from status from when
+// cause asks for it: the reconciler may also start it from EnforceFrom.
+func (s Spec) Allows(from Status, cause Cause) bool {
+	if len(s.From) == 0 || slices.Contains(s.From, from) {
+		return true
+	}
+	return cause == CauseReconciler && slices.Contains(s.EnforceFrom, from)
 }
 
 // Runnable reports whether every step names a driver operation. The API

@@ -53,6 +53,9 @@ func actionTableMarkdown() string {
 		if len(a.From) > 0 {
 			from = joinStatuses(a.From)
 		}
+		if len(a.EnforceFrom) > 0 {
+			from += "; the reconciler also from " + joinStatuses(a.EnforceFrom)
+		}
 		var steps []string
 		for _, s := range a.Steps {
 			st := string(s.Status)

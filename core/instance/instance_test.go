@@ -130,6 +130,12 @@ func TestActionTable(t *testing.T) {
 			}
 		})
 	}
+	start, _ := Lookup(ActionStart)
+	stop, _ := Lookup(ActionStop)
+	if start.Allows(StatusActive, CauseAPI) || !start.Allows(StatusActive, CauseReconciler) || !stop.Allows(StatusShutoff, CauseReconciler) ||
+		stop.Allows(StatusShutoff, CauseAPI) || start.Allows(StatusError, CauseReconciler) {
+		t.Fatal("only the reconciler may start or stop to enforce the record")
+	}
 	if _, err := Lookup("teleport"); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("unknown action: %v", err)
 	}

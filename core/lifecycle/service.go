@@ -190,6 +190,11 @@ type ActionRequest struct {
 	Name      string // rebuild: optional new name
 	RequestID string
 	User      string
+	// Cause is who asks: the API (default) or the reconciler enforcing
+	// the record, which may start stop and start from more statuses.
+	Cause instance.Cause
+	// Message is kept in the history record of the start.
+	Message string
 }
 
 // Begin starts action on instance id: it writes the action's transition,
@@ -213,6 +218,9 @@ func (s *Service) Begin(ctx context.Context, id string, action instance.Action, 
 	if req.RequestID == "" {
 		req.RequestID = NewRequestID()
 	}
+	if req.Cause == "" {
+		req.Cause = instance.CauseAPI
+	}
 	// A concurrent step of the executor may move the record between our
 	// read and our write; the guarded write then fails as stale and we
 	// decide again on a fresh read. Conflicts are decided on that read.
@@ -233,7 +241,7 @@ func (s *Service) Begin(ctx context.Context, id string, action instance.Action, 
 				return store.Record{}, fmt.Errorf("%w: instance %s is in %s (%s in flight, request %s)", instance.ErrConflict, id, from, t.Action, t.RequestID)
 			}
 		}
-		if !spec.Allows(from) {
+		if !spec.Allows(from, req.Cause) {
 			return store.Record{}, fmt.Errorf("%w: cannot %s instance %s while it is %s", instance.ErrConflict, action, id, from)
 		}
 		if spec.Check != nil {
@@ -252,7 +260,7 @@ func (s *Service) Begin(ctx context.Context, id string, action instance.Action, 
 		t.StartedAt, t.StepStartedAt = now, now
 		st := rec.State
 		st.UpdatedAt = now
-		ch := Change{ID: id, State: &st, Transition: t, At: now, Action: action, Cause: instance.CauseAPI, RequestID: req.RequestID, User: req.User}
+		ch := Change{ID: id, State: &st, Transition: t, At: now, Action: action, Cause: req.Cause, RequestID: req.RequestID, User: req.User, Message: req.Message}
 		var next store.Record
 		if t.Current() == "" {
 			// The action shows no step (confirmResize): its one record is
@@ -261,7 +269,7 @@ func (s *Service) Begin(ctx context.Context, id string, action instance.Action, 
 			// transition over without a status change.
 			end := st
 			end.VMState, _ = instance.SettledState(t.Target)
-			if err = s.rec.Check(ctx, rec, Change{ID: id, State: &end, Transition: t, At: now, Action: action, Cause: instance.CauseAPI}); err == nil {
+			if err = s.rec.Check(ctx, rec, Change{ID: id, State: &end, Transition: t, At: now, Action: action, Cause: req.Cause}); err == nil {
 				next, err = s.rec.Update(ctx, rec, id, &st, t)
 			}
 		} else {
