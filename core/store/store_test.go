@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -290,5 +291,46 @@ func TestCommitWithoutHistory(t *testing.T) {
 	}
 	if _, err := s.Commit(ctx, next, store.Change{ID: "a"}); err == nil {
 		t.Fatal("a delete without history was accepted")
+	}
+}
+
+// Unmanaged VMs are listed cluster-wide and vanish with the node that saw
+// them.
+func TestUnmanagedVMs(t *testing.T) {
+	s := testenv.Store(t)
+	ctx := context.Background()
+	r1, _ := s.Register(ctx, store.NodeInfo{Name: "n1"}, 5*time.Second)
+	r2, _ := s.Register(ctx, store.NodeInfo{Name: "n2"}, 5*time.Second)
+	defer r2.Close(ctx)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for _, u := range []store.Unmanaged{
+		{Node: "n1", Driver: "fake", ID: "vm-a", Power: "running", Since: now},
+		{Node: "n1", Driver: "fake", ID: "vm-b", Power: "shutdown", Since: now},
+	} {
+		if err := r1.PutUnmanaged(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r2.PutUnmanaged(ctx, store.Unmanaged{Node: "n2", Driver: "fake", ID: "vm-c", Since: now})
+	list := func() (ids []string) {
+		us, err := s.UnmanagedVMs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range us {
+			ids = append(ids, u.Node+"/"+u.ID)
+		}
+		return ids
+	}
+	if got := fmt.Sprint(list()); got != "[n1/vm-a n1/vm-b n2/vm-c]" {
+		t.Fatalf("unmanaged %s", got)
+	}
+	s.DeleteUnmanaged(ctx, "n1", "fake", "vm-a")
+	if got := fmt.Sprint(list()); got != "[n1/vm-b n2/vm-c]" {
+		t.Fatalf("after delete %s", got)
+	}
+	r1.Close(ctx)
+	if got := fmt.Sprint(list()); got != "[n2/vm-c]" {
+		t.Fatalf("after n1 left %s", got)
 	}
 }

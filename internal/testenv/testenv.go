@@ -152,7 +152,11 @@ func sourceKey(root string) (string, error) {
 func build(t testing.TB, pkg, ext string, env []string, flags ...string) string {
 	t.Helper()
 	dir := runDir(t)
-	out := filepath.Join(dir, strings.Trim(strings.NewReplacer("/", "_", ".", "_").Replace(pkg), "_")+ext)
+	name := strings.Trim(strings.NewReplacer("/", "_", ".", "_").Replace(pkg), "_")
+	if name == "" {
+		name = "lucid" // the module root: the lucid command
+	}
+	out := filepath.Join(dir, name+ext)
 	if _, err := os.Stat(out); err == nil {
 		return out
 	}
