@@ -150,7 +150,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 // exit, then relaunches with backoff until one starts or Close is called.
 func (p *Plugin) supervise(ctx context.Context, pr *proc) {
 	defer close(p.done)
-	defer p.subs.Wait() // subscriptions end on ctx; their streams on the kill below
+	defer p.subs.Wait()  // subscriptions end on ctx; their streams on the kill below
 	defer p.fork.close() // after the last kill: see forker
 	backoff := minBackoff
 	for {
