@@ -95,11 +95,13 @@ func (c *control) close() error {
 	return err
 }
 
-// errBadRequest and errExists mark control errors for their status code.
-var (
-	errBadRequest = errors.New("bad request")
-	errExists     = errors.New("exists already")
-)
+// errExists marks an add of an ID in use (409).
+var errExists = errors.New("exists already")
+
+// badRequest is a control request the fake cannot carry out as asked (400).
+type badRequest string
+
+func (e badRequest) Error() string { return string(e) }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
@@ -119,7 +121,7 @@ func answer(w http.ResponseWriter, okCode int, err error) {
 		reply(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 	case errors.Is(err, errExists):
 		reply(w, http.StatusConflict, map[string]string{"error": err.Error()})
-	case errors.Is(err, errBadRequest):
+	case errors.As(err, new(badRequest)):
 		reply(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 	default:
 		reply(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
@@ -134,7 +136,7 @@ func reply(w http.ResponseWriter, code int, v any) {
 
 func checkPower(p driver.PowerState) error {
 	if !slices.Contains(controlPowers, p) {
-		return fmt.Errorf("%w: power %q, want one of running, shutdown, crashed, paused", errBadRequest, p)
+		return badRequest(fmt.Sprintf("power %q, want one of running, shutdown, crashed, paused", p))
 	}
 	return nil
 }
@@ -161,7 +163,7 @@ func (f *fake) setPower(id string, p driver.PowerState) error {
 // add creates an unmanaged VM (EventAppeared).
 func (f *fake) add(id string, p driver.PowerState) error {
 	if id == "" {
-		return fmt.Errorf("%w: empty id", errBadRequest)
+		return badRequest("empty id")
 	}
 	if err := checkPower(p); err != nil {
 		return err
