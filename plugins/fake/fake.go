@@ -145,10 +145,11 @@ func (f *fake) Configure(ctx context.Context, raw []byte) error {
 		return err
 	}
 
+	// Everything under mu, so that no change lands in the old journal
+	// after the new one was read. Closing the control server does not
+	// wait for its handlers, which may be waiting for mu.
 	f.mu.Lock()
-	oldCfg, oldJournal, oldControl := f.cfg, f.journal, f.control
-	f.mu.Unlock()
-
+	defer f.mu.Unlock()
 	var j *journal
 	var loaded map[string]*instance
 	if cfg.stateFile != "" {
@@ -156,12 +157,9 @@ func (f *fake) Configure(ctx context.Context, raw []byte) error {
 			return fmt.Errorf("%w: state_file: %v", driver.ErrInvalidConfig, err)
 		}
 	}
-	c := oldControl
-	if cfg.controlSocket != oldCfg.controlSocket || oldControl == nil {
+	c := f.control
+	if c == nil || cfg.controlSocket != f.cfg.controlSocket {
 		c = nil
-		if oldControl != nil {
-			oldControl.close()
-		}
 		if cfg.controlSocket != "" {
 			if c, err = startControl(cfg.controlSocket, f); err != nil {
 				if j != nil {
@@ -170,16 +168,16 @@ func (f *fake) Configure(ctx context.Context, raw []byte) error {
 				return fmt.Errorf("%w: control_socket: %v", driver.ErrInvalidConfig, err)
 			}
 		}
+		if f.control != nil {
+			f.control.close()
+		}
 	}
-
-	f.mu.Lock()
+	if f.journal != nil {
+		f.journal.close()
+	}
 	f.cfg, f.journal, f.control = cfg, j, c
 	if loaded != nil {
 		f.instances, f.sorted = loaded, nil
-	}
-	f.mu.Unlock()
-	if oldJournal != nil {
-		oldJournal.close()
 	}
 	return nil
 }
