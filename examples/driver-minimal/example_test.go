@@ -16,7 +16,6 @@ import (
 	"github.com/lucid-project/lucid/sdk/driver/drivertest"
 )
 
-
 // start builds the example (once per test binary) and launches it through
 // the real plugin host, as `lucid serve` does for a driver block.
 func start(t *testing.T, config string, logs *syncBuffer) (*host.Plugin, error) {
