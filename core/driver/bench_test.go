@@ -2,7 +2,9 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -75,13 +77,16 @@ func measure(b *testing.B, base, target driver.Driver, run func(driver.Driver)) 
 
 // inProcessGRPC serves a constant driver over gRPC on a unix socket in this
 // process and returns the sdk client for it.
-func inProcessGRPC(b *testing.B) driver.Driver {
+func inProcessGRPC(b *testing.B) driver.Driver { return inProcessGRPCWith(b, constant{}) }
+
+// inProcessGRPCWith serves d the same way.
+func inProcessGRPCWith(b *testing.B, d driver.Driver) driver.Driver {
 	lis, err := net.Listen("unix", filepath.Join(b.TempDir(), "s"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	if err := (&driver.GRPCPlugin{Impl: constant{}}).GRPCServer(nil, srv); err != nil {
+	if err := (&driver.GRPCPlugin{Impl: d}).GRPCServer(nil, srv); err != nil {
 		b.Fatal(err)
 	}
 	go srv.Serve(lis)
@@ -111,3 +116,53 @@ func (constant) List(context.Context) ([]driver.Instance, error) { return nil, n
 func (constant) PowerOff(context.Context, string) error          { return driver.ErrUnsupported }
 func (constant) PowerOn(context.Context, string) error           { return driver.ErrUnsupported }
 func (constant) Reboot(context.Context, string, bool) error      { return driver.ErrUnsupported }
+
+// BenchmarkList10k measures one List of 10,000 instances through the
+// hosted fake (its journal prefilled) against a baseline in the same run:
+// the same sdk gRPC client and server in this process, in front of a
+// driver that returns the same 10,000 instances from a slice. The
+// reconciler lists once per sweep.
+func BenchmarkList10k(b *testing.B) {
+	const n = 10000
+	journal := filepath.Join(b.TempDir(), "fake.journal")
+	var lines []byte
+	all := make([]driver.Instance, n)
+	for i := range n {
+		id := fmt.Sprintf("%08d-0000-4000-8000-000000000000", i)
+		all[i] = driver.Instance{ID: id, Power: driver.PowerRunning}
+		lines = fmt.Appendf(lines, `{"put":{"id":%q,"power":"running"}}`+"\n", id)
+	}
+	if err := os.WriteFile(journal, lines, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	p, _ := startFake(b, `{"state_file": "`+journal+`"}`)
+	base := inProcessGRPCWith(b, listing(all))
+	ctx := context.Background()
+	if got, err := p.List(ctx); err != nil || len(got) != n || got[0] != all[0] || got[n-1] != all[n-1] {
+		b.Fatalf("List through the host: %d instances, %v; want the %d journaled", len(got), err, n)
+	}
+	measure(b, base, p, func(d driver.Driver) {
+		for range b.N {
+			if _, err := d.List(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// listing is a constant driver whose List returns its instances.
+type listing []driver.Instance
+
+func (l listing) Info(context.Context) (driver.Info, error) {
+	return constant{}.Info(context.Background())
+}
+func (listing) Configure(context.Context, []byte) error  { return nil }
+func (listing) Spawn(context.Context, driver.Spec) error { return driver.ErrUnsupported }
+func (listing) Destroy(context.Context, string) error    { return driver.ErrUnsupported }
+func (listing) Inspect(context.Context, string) (driver.Instance, error) {
+	return driver.Instance{}, driver.ErrNotFound
+}
+func (l listing) List(context.Context) ([]driver.Instance, error) { return l, nil }
+func (listing) PowerOff(context.Context, string) error            { return driver.ErrUnsupported }
+func (listing) PowerOn(context.Context, string) error             { return driver.ErrUnsupported }
+func (listing) Reboot(context.Context, string, bool) error        { return driver.ErrUnsupported }

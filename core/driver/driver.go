@@ -5,9 +5,18 @@
 // interface; the lifecycle engine and the reconciler never see go-plugin.
 //
 // When the plugin process dies, calls in flight and calls made while it is
-// down fail promptly with an error wrapping ErrPluginExited; a supervisor
-// goroutine restarts it with exponential backoff and configures it again,
-// after which calls succeed. Close stops the supervisor and the process.
+// down fail promptly with an error wrapping ErrPluginExited (which matches
+// sdk driver.ErrUnavailable, and the last restart failure, e.g.
+// ErrChecksum); a supervisor goroutine restarts it with exponential backoff
+// and configures it again, after which calls succeed. Close stops the
+// supervisor and the process. On Linux a plugin dies with its host, even a
+// SIGKILLed one.
+//
+// A *Plugin also forwards the optional interfaces (driver.Rebuilder,
+// driver.Resizer, driver.EventSource) when the plugin reports their
+// capability, and Subscribe gives an event subscription that lasts across
+// restarts. NewSocketDir and RemoveStaleSocketDirs manage the host's
+// private socket directory.
 //
 // Only this package and sdk/driver import go-plugin. See NOTES.md for the
 // decisions behind the restart and socket handling.

@@ -31,7 +31,7 @@ const maxStartTimeout = 10 * time.Second
 // is single-use, so every (re)start gets a new proc.
 type proc struct {
 	client  *plugin.Client
-	drv     driver.Driver // the gRPC client, an *sdk driver.Client
+	drv     *driver.Client
 	pid     int
 	started time.Time
 	info    driver.Info
@@ -49,7 +49,7 @@ func (pr *proc) kill() { pr.client.Kill() }
 // launch starts a plugin process, handshakes, and calls Info and Configure.
 // On error nothing is left running. Errors name the path and wrap
 // ErrLaunch, ErrChecksum, or what Configure returned.
-func launch(ctx context.Context, cfg Config, config []byte, log hclog.Logger, slogger *slog.Logger) (*proc, error) {
+func launch(ctx context.Context, cfg Config, config []byte, fork *forker, log hclog.Logger, slogger *slog.Logger) (*proc, error) {
 	if err := checkExecutable(cfg.Path); err != nil {
 		return nil, err
 	}
@@ -71,7 +71,7 @@ func launch(ctx context.Context, cfg Config, config []byte, log hclog.Logger, sl
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: cfg.SocketDir},
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, sockDir string) (runner.Runner, error) {
 			var err error
-			r, err = newCmdRunner(cfg.Path, spec.Env, sockDir, func(err error) {
+			r, err = newCmdRunner(cfg.Path, spec.Env, sockDir, fork, func(err error) {
 				pr.exitErr = err
 				markExited()
 			})
@@ -95,7 +95,7 @@ func launch(ctx context.Context, cfg Config, config []byte, log hclog.Logger, sl
 	if err != nil {
 		return fail(fmt.Errorf("%w: %s: %v", ErrLaunch, cfg.Path, err))
 	}
-	drv, ok := raw.(driver.Driver)
+	drv, ok := raw.(*driver.Client)
 	if !ok {
 		return fail(fmt.Errorf("%w: %s: dispensed %T, not a driver", ErrLaunch, cfg.Path, raw))
 	}
@@ -161,13 +161,15 @@ func verifyChecksum(path, want string) error {
 }
 
 // cmdRunner runs the plugin as a plain child process. It exists (instead
-// of go-plugin's default runner) for two reasons: onExit tells the host
-// the moment the process is reaped, and go-plugin then gives each process
-// a private socket directory under Config.SocketDir that Kill removes.
+// of go-plugin's default runner) for three reasons: onExit tells the host
+// the moment the process is reaped; go-plugin then gives each process a
+// private socket directory under Config.SocketDir that Kill removes; and
+// the process is started by the Plugin's forker, so it dies with the host.
 type cmdRunner struct {
 	cmd            *exec.Cmd
 	stdout, stderr io.ReadCloser
 	sockDir        string
+	fork           *forker
 
 	once   sync.Once
 	onExit func(error)
@@ -175,7 +177,7 @@ type cmdRunner struct {
 
 var _ runner.Runner = (*cmdRunner)(nil)
 
-func newCmdRunner(path string, env []string, sockDir string, onExit func(error)) (*cmdRunner, error) {
+func newCmdRunner(path string, env []string, sockDir string, fork *forker, onExit func(error)) (*cmdRunner, error) {
 	cmd := exec.Command(path)
 	cmd.Env = env // go-plugin's: host env, magic cookie, socket dir
 	stdout, err := cmd.StdoutPipe()
@@ -186,10 +188,10 @@ func newCmdRunner(path string, env []string, sockDir string, onExit func(error))
 	if err != nil {
 		return nil, err
 	}
-	return &cmdRunner{cmd: cmd, stdout: stdout, stderr: stderr, sockDir: sockDir, onExit: onExit}, nil
+	return &cmdRunner{cmd: cmd, stdout: stdout, stderr: stderr, sockDir: sockDir, fork: fork, onExit: onExit}, nil
 }
 
-func (r *cmdRunner) Start(context.Context) error { return r.cmd.Start() }
+func (r *cmdRunner) Start(context.Context) error { return r.fork.start(r.cmd) }
 
 // Wait reaps the process. go-plugin calls it once, from its own goroutine.
 func (r *cmdRunner) Wait(context.Context) error {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,10 +21,15 @@ import (
 	"github.com/lucid-project/lucid/sdk/driver/drivertest"
 )
 
-// fakePath is the plugins/fake binary, built once per test run by TestMain.
-var fakePath string
+// fakePath is the plugins/fake binary and minimalPath the
+// examples/driver-minimal one (a driver without optional interfaces), both
+// built once per test run by TestMain.
+var fakePath, minimalPath string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(roleEnv) == "host" {
+		os.Exit(runHost())
+	}
 	os.Exit(runMain(m))
 }
 
@@ -35,11 +41,14 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	fakePath = filepath.Join(dir, "lucid-driver-fake")
-	build := exec.Command("go", "build", "-o", fakePath, "github.com/lucid-project/lucid/plugins/fake")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building plugins/fake:", err)
-		return 1
+	minimalPath = filepath.Join(dir, "lucid-driver-minimal")
+	for path, pkg := range map[string]string{fakePath: "plugins/fake", minimalPath: "examples/driver-minimal"} {
+		build := exec.Command("go", "build", "-o", path, "github.com/lucid-project/lucid/"+pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n", pkg, err)
+			return 1
+		}
 	}
 	return m.Run()
 }
@@ -66,13 +75,19 @@ func (l *logBuffer) String() string {
 // the end of the test, checking that no process or socket is left.
 func startFake(t testing.TB, config string) (*Plugin, *logBuffer) {
 	t.Helper()
+	return startPlugin(t, "fake", fakePath, config)
+}
+
+// startPlugin starts the plugin at path under name, as startFake does.
+func startPlugin(t testing.TB, name, path, config string) (*Plugin, *logBuffer) {
+	t.Helper()
 	logs := &logBuffer{}
 	sockDir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p, err := Start(ctx, Config{
-		Name:      "fake",
-		Path:      fakePath,
+		Name:      name,
+		Path:      path,
 		Config:    []byte(config),
 		SocketDir: sockDir,
 		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -125,8 +140,10 @@ func eventually(t *testing.T, within time.Duration, cond func() error) {
 func TestConformance(t *testing.T) {
 	p, _ := startFake(t, `{}`)
 	drivertest.Run(t, p)
-	if info, _ := p.Info(context.Background()); info.Name != "fake" {
-		t.Errorf("Info().Name = %q, want fake", info.Name)
+	info, _ := p.Info(context.Background())
+	wantCaps := []string{driver.CapEvents, "power", "reboot", driver.CapRebuild, driver.CapResize}
+	if info.Name != "fake" || !slices.Equal(info.Capabilities, wantCaps) || !slices.Equal(p.Capabilities(), wantCaps) {
+		t.Errorf("Info() = %+v, Capabilities() = %q; want name fake, capabilities %q", info, p.Capabilities(), wantCaps)
 	}
 }
 
@@ -210,8 +227,8 @@ func TestCrashInFlight(t *testing.T) {
 
 	start := time.Now()
 	err := p.Spawn(ctx, driver.Spec{ID: "doomed"})
-	if !errors.Is(err, ErrPluginExited) {
-		t.Fatalf("Spawn err = %v, want ErrPluginExited", err)
+	if !errors.Is(err, ErrPluginExited) || !errors.Is(err, driver.ErrUnavailable) {
+		t.Fatalf("Spawn err = %v, want ErrPluginExited and driver.ErrUnavailable", err)
 	}
 	var ce *CallError
 	if !errors.As(err, &ce) || ce.Op != "Spawn" || ce.Driver != "fake" {
@@ -258,6 +275,9 @@ func TestKilled(t *testing.T) {
 		in, err := p.Inspect(callCtx, "survivor")
 		switch {
 		case errors.Is(err, ErrPluginExited):
+			if !errors.Is(err, driver.ErrUnavailable) {
+				t.Fatalf("Inspect while restarting: err = %v, want it to match driver.ErrUnavailable too", err)
+			}
 			sawExited = true
 			return err
 		case err != nil:

@@ -16,7 +16,6 @@ import (
 	"github.com/lucid-project/lucid/sdk/driver/drivertest"
 )
 
-
 // start builds the example (once per test binary) and launches it through
 // the real plugin host, as `lucid serve` does for a driver block.
 func start(t *testing.T, config string, logs *syncBuffer) (*host.Plugin, error) {
@@ -99,4 +98,21 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestOptionalIsOptional: a driver without the optional interfaces reports
+// none of their capabilities through the host, and the host refuses their
+// calls with ErrUnsupported.
+func TestOptionalIsOptional(t *testing.T) {
+	p, err := start(t, `{}`, &syncBuffer{})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	if got, want := p.Capabilities(), []string{"power", "reboot"}; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("Capabilities() = %q, want %q", got, want)
+	}
+	if err := p.Rebuild(context.Background(), "x", driver.Image{ID: "cirros"}); !errors.Is(err, driver.ErrUnsupported) {
+		t.Errorf("Rebuild: err = %v, want ErrUnsupported", err)
+	}
 }

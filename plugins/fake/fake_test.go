@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,11 @@ func configured(t *testing.T, cfg string) *fake {
 	if err := f.Configure(context.Background(), []byte(cfg)); err != nil {
 		t.Fatalf("Configure(%s): %v", cfg, err)
 	}
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return f
 }
 
@@ -48,6 +54,19 @@ func TestParseConfig(t *testing.T) {
 		{in: `{"fail_spawn": "no capacity", "fail_destroy": "stuck"}`, want: config{failSpawn: "no capacity", failDestroy: "stuck"}},
 		{in: `{"crash_on": "spawn"}`, want: config{crashOn: "Spawn"}},
 		{in: `{"state_file": "/tmp/x.json"}`, want: config{stateFile: "/tmp/x.json"}},
+		{in: `{"control_socket": "/tmp/x.sock"}`, want: config{controlSocket: "/tmp/x.sock"}},
+		{in: `{"rebuild_delay": "2s", "resize_delay": "3ms"}`, want: config{rebuildDelay: 2 * time.Second, resizeDelay: 3 * time.Millisecond}},
+		{in: `{"fail_rebuild": true, "fail_confirm_resize": "no", "fail_revert_resize": true}`, want: config{failRebuild: "injected rebuild failure", failConfirmResize: "no", failRevertResize: "injected revert resize failure"}},
+		{in: `{"fail_resize": "prepare"}`, want: config{failResize: []driver.ResizeStep{driver.ResizePrepare}}},
+		{in: `{"fail_resize": ["Finish", "queue", "finish"]}`, want: config{failResize: []driver.ResizeStep{driver.ResizeFinish, driver.ResizeQueue}}},
+		{in: `{"fail_resize": []}`, want: config{}},
+		{in: `{"crash_on": "revertresize"}`, want: config{crashOn: "RevertResize"}},
+		{in: `{"fail_resize": "shrink"}`, wantErr: `fail_resize: unknown resize step "shrink", want queue, prepare, finish`},
+		{in: `{"fail_resize": true}`, wantErr: `fail_resize: want a resize step or a list of them (queue, prepare, finish), got true`},
+		{in: `{"resize_delay": "1 minute"}`, wantErr: `resize_delay: bad duration "1 minute"`},
+		{in: `{"fail_rebuild": 1}`, wantErr: `fail_rebuild: want true, false or an error message`},
+		{in: `{"control_socket": 1}`, wantErr: `control_socket: want a path string, got 1`},
+		{in: `{"crash_on": "Events"}`, wantErr: `crash_on: unknown method "Events"`},
 		{in: `{"bogus": 1}`, wantErr: `bogus: unknown key`},
 		{in: `{"boot_delay": "soon"}`, wantErr: `boot_delay: bad duration "soon"`},
 		{in: `{"boot_delay": 5}`, wantErr: `boot_delay: want a duration string`},
@@ -66,7 +85,7 @@ func TestParseConfig(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("parseConfig(%s) = %+v, %v; want %+v", tt.in, got, err, tt.want)
 			}
 		})

@@ -17,7 +17,10 @@
 //	    fail_spawn    = "no host"  # true or a message: Spawn fails (after boot_delay)
 //	    fail_destroy  = true       # true or a message: Destroy fails (after destroy_delay)
 //	    crash_on      = "Spawn"    # the plugin process exits(2) when this method is called
-//	    state_file    = "data/fake.json" # persist instances across plugin restarts
+//	    state_file    = "data/fake.journal" # persist instances across plugin restarts
+//	    control_socket = "data/fake.sock"   # serve the control API for `ctl`
+//	    # and rebuild_delay, resize_delay, fail_rebuild, fail_resize,
+//	    # fail_confirm_resize, fail_revert_resize: see README.md
 //	  }
 //	}
 //
@@ -25,6 +28,12 @@
 // naming the key. See README.md for the fault knobs in detail.
 //
 // Run by hand it only prints a notice: it must be launched by the host.
+// The one exception is
+//
+//	lucid-driver-fake ctl --socket PATH list|power|vanish|add ...
+//
+// which changes VMs behind Lucid's back through the control API (see
+// ctl.go and README.md).
 package main
 
 import (
@@ -34,6 +43,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "ctl" {
+		os.Exit(runCtl(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	// Keep the real stderr: Serve redirects os.Stderr through gRPC, which
 	// would lose a message written just before os.Exit (crash_on).
 	driver.Serve(newFake(os.Stderr))

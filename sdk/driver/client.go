@@ -2,6 +2,9 @@ package driver
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 
 	"google.golang.org/grpc"
 
@@ -14,12 +17,24 @@ import (
 // to context.Canceled / context.DeadlineExceeded); other failures, such as
 // a dead connection, keep their gRPC status (see status.Code).
 //
+// Client also implements Rebuilder, Resizer and EventSource, whatever the
+// plugin serves: it is a Forwarder, so Info's Capabilities (which the
+// plugin's Serve fills in) say what the plugin can do, and a call the
+// plugin lacks, or one to a plugin built before the method existed,
+// returns an error wrapping ErrUnsupported.
+//
 // Client does not own the connection; whoever dialed it closes it.
 type Client struct {
 	rpc driverpb.DriverClient
 }
 
-var _ Driver = (*Client)(nil)
+var (
+	_ Driver      = (*Client)(nil)
+	_ Forwarder   = (*Client)(nil)
+	_ Rebuilder   = (*Client)(nil)
+	_ Resizer     = (*Client)(nil)
+	_ EventSource = (*Client)(nil)
+)
 
 // NewClient returns a Client using cc. Hosts normally get one from
 // go-plugin by dispensing PluginName instead.
@@ -44,7 +59,7 @@ func (c *Client) Configure(ctx context.Context, config []byte) error {
 
 // Spawn implements Driver.
 func (c *Client) Spawn(ctx context.Context, spec Spec) error {
-	_, err := c.rpc.Spawn(ctx, &driverpb.SpawnRequest{Id: spec.ID, Name: spec.Name, Flavor: spec.Flavor.Name, Image: spec.Image.ID})
+	_, err := c.rpc.Spawn(ctx, specToPB(spec))
 	return fromStatus(err)
 }
 
@@ -92,4 +107,87 @@ func (c *Client) PowerOn(ctx context.Context, id string) error {
 func (c *Client) Reboot(ctx context.Context, id string, hard bool) error {
 	_, err := c.rpc.Reboot(ctx, &driverpb.RebootRequest{Id: id, Hard: hard})
 	return fromStatus(err)
+}
+
+// Forwards marks Client as a Forwarder.
+func (c *Client) Forwards() {}
+
+// Rebuild implements Rebuilder.
+func (c *Client) Rebuild(ctx context.Context, id string, image Image) error {
+	_, err := c.rpc.Rebuild(ctx, &driverpb.RebuildRequest{Id: id, Image: imageToPB(image)})
+	return fromStatus(err)
+}
+
+// Resize implements Resizer. A step this package does not define is
+// refused without a call, with an error wrapping ErrUnsupported.
+func (c *Client) Resize(ctx context.Context, id string, step ResizeStep, flavor Flavor) error {
+	pbStep, err := resizeStepToPB(step)
+	if err != nil {
+		return fmt.Errorf("resize %s: %w", id, err)
+	}
+	_, err = c.rpc.Resize(ctx, &driverpb.ResizeRequest{Id: id, Step: pbStep, Flavor: flavorToPB(flavor)})
+	return fromStatus(err)
+}
+
+// ConfirmResize implements Resizer.
+func (c *Client) ConfirmResize(ctx context.Context, id string) error {
+	_, err := c.rpc.ConfirmResize(ctx, &driverpb.ConfirmResizeRequest{Id: id})
+	return fromStatus(err)
+}
+
+// RevertResize implements Resizer.
+func (c *Client) RevertResize(ctx context.Context, id string, old Flavor) error {
+	_, err := c.rpc.RevertResize(ctx, &driverpb.RevertResizeRequest{Id: id, Old: flavorToPB(old)})
+	return fromStatus(err)
+}
+
+// eventBuffer is how many received events Client.Events holds for a slow
+// reader before it stops reading the stream (and the plugin's driver,
+// further back, starts dropping).
+const eventBuffer = 64
+
+// Events implements EventSource. It returns once the plugin's driver is
+// subscribed, so a change made after it returns is reported; a plugin
+// without events gives an error wrapping ErrUnsupported. The channel is
+// closed when ctx ends or the stream breaks (the plugin exited): a reader
+// that must outlive the plugin process re-subscribes, as the host's
+// subscription does. Events of kinds this package does not know (from a
+// newer plugin) are skipped.
+func (c *Client) Events(ctx context.Context) (<-chan Event, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	stream, err := c.rpc.Events(sctx, &driverpb.EventsRequest{})
+	if err != nil {
+		cancel()
+		return nil, fromStatus(err)
+	}
+	md, _ := stream.Header() // a failed stream reports its error on Recv
+	if len(md.Get(eventsReadyKey)) == 0 {
+		_, err := stream.Recv()
+		cancel()
+		if err == nil || errors.Is(err, io.EOF) {
+			err = errors.New("events: the plugin ended the stream before it was ready")
+		}
+		return nil, fromStatus(err)
+	}
+	out := make(chan Event, eventBuffer)
+	go func() {
+		defer close(out)
+		defer cancel()
+		for {
+			pb, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			ev, ok := eventFromPB(pb)
+			if !ok {
+				continue
+			}
+			select {
+			case out <- ev:
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
 }

@@ -9,6 +9,10 @@
 //
 //	func main() { driver.Serve(&myDriver{}) }
 //
+// Beyond the core Driver methods, a driver may implement the optional
+// interfaces Rebuilder, Resizer and EventSource (optional.go); the host
+// learns which from Info and refuses the others' actions up front.
+//
 // The subpackage drivertest is the conformance suite every driver must pass.
 //
 // This package must not import anything from Lucid's core: a test enforces
@@ -52,7 +56,9 @@ const (
 
 // Info describes a driver. Name and Version must be non-empty.
 // Capabilities names optional features (e.g. "reboot"); the host may use
-// them to refuse actions early instead of getting ErrUnsupported.
+// them to refuse actions early instead of getting ErrUnsupported. A driver
+// need not list CapRebuild, CapResize or CapEvents: Serve adds those of
+// the optional interfaces it implements (see Capabilities).
 type Info struct {
 	Name         string
 	Version      string

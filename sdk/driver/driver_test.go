@@ -22,6 +22,16 @@ import (
 // core/driver's tests, which launch a real plugin process.
 func serve(t *testing.T, d driver.Driver) driver.Driver {
 	t.Helper()
+	raw, err := (&driver.GRPCPlugin{}).GRPCClient(context.Background(), nil, dial(t, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw.(driver.Driver)
+}
+
+// dial serves d on a unix socket and returns a connection to it.
+func dial(t *testing.T, d driver.Driver) *grpc.ClientConn {
+	t.Helper()
 	lis, err := net.Listen("unix", filepath.Join(t.TempDir(), "sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -38,11 +48,7 @@ func serve(t *testing.T, d driver.Driver) driver.Driver {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	raw, err := (&driver.GRPCPlugin{}).GRPCClient(context.Background(), nil, cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw.(driver.Driver)
+	return cc
 }
 
 // failing is a driver whose every method fails with err.

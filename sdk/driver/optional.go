@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -21,6 +22,40 @@ const (
 	// CapEvents: the driver implements EventSource.
 	CapEvents = "events"
 )
+
+// Forwarder is implemented by a Driver that passes every call on to a
+// driver elsewhere: Client does, and so does the host's plugin type in
+// core/driver. Its type implements every optional interface whatever the
+// driver behind it serves (a call the far driver lacks returns
+// ErrUnsupported), so a type assertion on it tells nothing; its Info
+// reports the far driver's capabilities instead. Forwards is a marker and
+// does nothing.
+type Forwarder interface {
+	Driver
+	Forwards()
+}
+
+// Capabilities returns what d can do: the capabilities info declares, plus
+// CapRebuild, CapResize and CapEvents for each optional interface d
+// implements, deduplicated and sorted. For a Forwarder only info counts
+// (see Forwarder). info is d's own Info; Serve calls this to answer the
+// host, and callers holding a Driver in process use it the same way.
+func Capabilities(d Driver, info Info) []string {
+	caps := slices.Clone(info.Capabilities)
+	if _, fwd := d.(Forwarder); !fwd {
+		if _, ok := d.(Rebuilder); ok {
+			caps = append(caps, CapRebuild)
+		}
+		if _, ok := d.(Resizer); ok {
+			caps = append(caps, CapResize)
+		}
+		if _, ok := d.(EventSource); ok {
+			caps = append(caps, CapEvents)
+		}
+	}
+	slices.Sort(caps)
+	return slices.Compact(caps)
+}
 
 // Rebuilder reinstalls an instance from an image, keeping its ID, flavor
 // and power state (a shut down instance stays shut down). It is idempotent:

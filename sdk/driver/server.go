@@ -2,9 +2,18 @@ package driver
 
 import (
 	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/lucid-project/lucid/sdk/driver/driverpb"
 )
+
+// eventsReadyKey is the response header a plugin sends once its driver's
+// event stream is open (see the Events RPC in driver.proto).
+const eventsReadyKey = "lucid-events"
 
 // server is the plugin side of the wire protocol: it forwards each RPC to
 // the vendor's Driver and turns errors into status codes (see status.go).
@@ -18,7 +27,7 @@ func (s *server) Info(ctx context.Context, _ *driverpb.InfoRequest) (*driverpb.I
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &driverpb.InfoResponse{Name: info.Name, Version: info.Version, Capabilities: info.Capabilities}, nil
+	return &driverpb.InfoResponse{Name: info.Name, Version: info.Version, Capabilities: Capabilities(s.impl, info)}, nil
 }
 
 func (s *server) Configure(ctx context.Context, req *driverpb.ConfigureRequest) (*driverpb.ConfigureResponse, error) {
@@ -29,8 +38,7 @@ func (s *server) Configure(ctx context.Context, req *driverpb.ConfigureRequest) 
 }
 
 func (s *server) Spawn(ctx context.Context, req *driverpb.SpawnRequest) (*driverpb.SpawnResponse, error) {
-	spec := Spec{ID: req.GetId(), Name: req.GetName(), Flavor: Flavor{Name: req.GetFlavor()}, Image: Image{ID: req.GetImage()}}
-	if err := s.impl.Spawn(ctx, spec); err != nil {
+	if err := s.impl.Spawn(ctx, specFromPB(req)); err != nil {
 		return nil, toStatus(err)
 	}
 	return &driverpb.SpawnResponse{}, nil
@@ -82,4 +90,96 @@ func (s *server) Reboot(ctx context.Context, req *driverpb.RebootRequest) (*driv
 		return nil, toStatus(err)
 	}
 	return &driverpb.RebootResponse{}, nil
+}
+
+// unimplemented is the answer for an optional method the driver lacks; the
+// host turns it into ErrUnsupported.
+func unimplemented(method, iface string) error {
+	return status.Errorf(codes.Unimplemented, "%s: driver does not implement driver.%s", method, iface)
+}
+
+func (s *server) Rebuild(ctx context.Context, req *driverpb.RebuildRequest) (*driverpb.RebuildResponse, error) {
+	r, ok := s.impl.(Rebuilder)
+	if !ok {
+		return nil, unimplemented("Rebuild", "Rebuilder")
+	}
+	if err := r.Rebuild(ctx, req.GetId(), imageFromPB(req.GetImage())); err != nil {
+		return nil, toStatus(err)
+	}
+	return &driverpb.RebuildResponse{}, nil
+}
+
+func (s *server) Resize(ctx context.Context, req *driverpb.ResizeRequest) (*driverpb.ResizeResponse, error) {
+	r, ok := s.impl.(Resizer)
+	if !ok {
+		return nil, unimplemented("Resize", "Resizer")
+	}
+	step, err := resizeStepFromPB(req.GetStep())
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("resize %s: %w", req.GetId(), err))
+	}
+	if err := r.Resize(ctx, req.GetId(), step, flavorFromPB(req.GetFlavor())); err != nil {
+		return nil, toStatus(err)
+	}
+	return &driverpb.ResizeResponse{}, nil
+}
+
+func (s *server) ConfirmResize(ctx context.Context, req *driverpb.ConfirmResizeRequest) (*driverpb.ConfirmResizeResponse, error) {
+	r, ok := s.impl.(Resizer)
+	if !ok {
+		return nil, unimplemented("ConfirmResize", "Resizer")
+	}
+	if err := r.ConfirmResize(ctx, req.GetId()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &driverpb.ConfirmResizeResponse{}, nil
+}
+
+func (s *server) RevertResize(ctx context.Context, req *driverpb.RevertResizeRequest) (*driverpb.RevertResizeResponse, error) {
+	r, ok := s.impl.(Resizer)
+	if !ok {
+		return nil, unimplemented("RevertResize", "Resizer")
+	}
+	if err := r.RevertResize(ctx, req.GetId(), flavorFromPB(req.GetOld())); err != nil {
+		return nil, toStatus(err)
+	}
+	return &driverpb.RevertResizeResponse{}, nil
+}
+
+// Events subscribes to the driver, tells the host the stream is open (the
+// ready header), and relays events until the host cancels or the driver
+// closes its channel. While the host reads slowly, Send blocks and the
+// driver's channel fills; the driver then drops events (its contract
+// forbids blocking its other methods). Events that cannot cross the wire
+// (EventRestarted, unknown kinds) are skipped.
+func (s *server) Events(_ *driverpb.EventsRequest, stream driverpb.Driver_EventsServer) error {
+	src, ok := s.impl.(EventSource)
+	if !ok {
+		return unimplemented("Events", "EventSource")
+	}
+	ctx := stream.Context()
+	events, err := src.Events(ctx)
+	if err != nil {
+		return toStatus(err)
+	}
+	if err := stream.SendHeader(metadata.Pairs(eventsReadyKey, "ready")); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return toStatus(ctx.Err())
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			pb, ok := eventToPB(ev)
+			if !ok {
+				continue
+			}
+			if err := stream.Send(pb); err != nil {
+				return err
+			}
+		}
+	}
 }

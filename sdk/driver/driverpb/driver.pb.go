@@ -15,6 +15,7 @@ package driverpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -83,6 +84,111 @@ func (x PowerState) Number() protoreflect.EnumNumber {
 // Deprecated: Use PowerState.Descriptor instead.
 func (PowerState) EnumDescriptor() ([]byte, []int) {
 	return file_driver_proto_rawDescGZIP(), []int{0}
+}
+
+type ResizeStep int32
+
+const (
+	ResizeStep_RESIZE_STEP_UNSPECIFIED ResizeStep = 0
+	ResizeStep_RESIZE_STEP_QUEUE       ResizeStep = 1
+	ResizeStep_RESIZE_STEP_PREPARE     ResizeStep = 2
+	ResizeStep_RESIZE_STEP_FINISH      ResizeStep = 3
+)
+
+// Enum value maps for ResizeStep.
+var (
+	ResizeStep_name = map[int32]string{
+		0: "RESIZE_STEP_UNSPECIFIED",
+		1: "RESIZE_STEP_QUEUE",
+		2: "RESIZE_STEP_PREPARE",
+		3: "RESIZE_STEP_FINISH",
+	}
+	ResizeStep_value = map[string]int32{
+		"RESIZE_STEP_UNSPECIFIED": 0,
+		"RESIZE_STEP_QUEUE":       1,
+		"RESIZE_STEP_PREPARE":     2,
+		"RESIZE_STEP_FINISH":      3,
+	}
+)
+
+func (x ResizeStep) Enum() *ResizeStep {
+	p := new(ResizeStep)
+	*p = x
+	return p
+}
+
+func (x ResizeStep) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResizeStep) Descriptor() protoreflect.EnumDescriptor {
+	return file_driver_proto_enumTypes[1].Descriptor()
+}
+
+func (ResizeStep) Type() protoreflect.EnumType {
+	return &file_driver_proto_enumTypes[1]
+}
+
+func (x ResizeStep) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResizeStep.Descriptor instead.
+func (ResizeStep) EnumDescriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{1}
+}
+
+// EventKind has no "restarted": the host makes that one up itself.
+type EventKind int32
+
+const (
+	EventKind_EVENT_KIND_UNSPECIFIED EventKind = 0
+	EventKind_EVENT_KIND_POWER       EventKind = 1
+	EventKind_EVENT_KIND_VANISHED    EventKind = 2
+	EventKind_EVENT_KIND_APPEARED    EventKind = 3
+)
+
+// Enum value maps for EventKind.
+var (
+	EventKind_name = map[int32]string{
+		0: "EVENT_KIND_UNSPECIFIED",
+		1: "EVENT_KIND_POWER",
+		2: "EVENT_KIND_VANISHED",
+		3: "EVENT_KIND_APPEARED",
+	}
+	EventKind_value = map[string]int32{
+		"EVENT_KIND_UNSPECIFIED": 0,
+		"EVENT_KIND_POWER":       1,
+		"EVENT_KIND_VANISHED":    2,
+		"EVENT_KIND_APPEARED":    3,
+	}
+)
+
+func (x EventKind) Enum() *EventKind {
+	p := new(EventKind)
+	*p = x
+	return p
+}
+
+func (x EventKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EventKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_driver_proto_enumTypes[2].Descriptor()
+}
+
+func (EventKind) Type() protoreflect.EnumType {
+	return &file_driver_proto_enumTypes[2]
+}
+
+func (x EventKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EventKind.Descriptor instead.
+func (EventKind) EnumDescriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{2}
 }
 
 type Instance struct {
@@ -314,19 +420,163 @@ func (*ConfigureResponse) Descriptor() ([]byte, []int) {
 	return file_driver_proto_rawDescGZIP(), []int{4}
 }
 
-type SpawnRequest struct {
+// Flavor is an instance's size, resolved from the operator's catalog.
+type Flavor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Vcpus         int64                  `protobuf:"varint,2,opt,name=vcpus,proto3" json:"vcpus,omitempty"`
+	RamMb         int64                  `protobuf:"varint,3,opt,name=ram_mb,json=ramMb,proto3" json:"ram_mb,omitempty"`
+	DiskGb        int64                  `protobuf:"varint,4,opt,name=disk_gb,json=diskGb,proto3" json:"disk_gb,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Flavor) Reset() {
+	*x = Flavor{}
+	mi := &file_driver_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Flavor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Flavor) ProtoMessage() {}
+
+func (x *Flavor) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Flavor.ProtoReflect.Descriptor instead.
+func (*Flavor) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Flavor) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Flavor) GetVcpus() int64 {
+	if x != nil {
+		return x.Vcpus
+	}
+	return 0
+}
+
+func (x *Flavor) GetRamMb() int64 {
+	if x != nil {
+		return x.RamMb
+	}
+	return 0
+}
+
+func (x *Flavor) GetDiskGb() int64 {
+	if x != nil {
+		return x.DiskGb
+	}
+	return 0
+}
+
+// Image is what an instance boots from, resolved from the catalog.
+type Image struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Flavor        string                 `protobuf:"bytes,3,opt,name=flavor,proto3" json:"flavor,omitempty"`
-	Image         string                 `protobuf:"bytes,4,opt,name=image,proto3" json:"image,omitempty"`
+	Source        string                 `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	DiskFormat    string                 `protobuf:"bytes,4,opt,name=disk_format,json=diskFormat,proto3" json:"disk_format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Image) Reset() {
+	*x = Image{}
+	mi := &file_driver_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Image) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Image) ProtoMessage() {}
+
+func (x *Image) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Image.ProtoReflect.Descriptor instead.
+func (*Image) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Image) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Image) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Image) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Image) GetDiskFormat() string {
+	if x != nil {
+		return x.DiskFormat
+	}
+	return ""
+}
+
+type SpawnRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// flavor_name and image_id are what plugins built before fields 5 and 6
+	// existed read; hosts keep filling them with flavor.name and image.id.
+	FlavorName string `protobuf:"bytes,3,opt,name=flavor_name,json=flavorName,proto3" json:"flavor_name,omitempty"`
+	ImageId    string `protobuf:"bytes,4,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	// flavor and image are the full specs. A plugin getting a request
+	// without them (an older host) uses flavor_name and image_id.
+	Flavor        *Flavor `protobuf:"bytes,5,opt,name=flavor,proto3" json:"flavor,omitempty"`
+	Image         *Image  `protobuf:"bytes,6,opt,name=image,proto3" json:"image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_driver_proto_msgTypes[5]
+	mi := &file_driver_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +588,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[5]
+	mi := &file_driver_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +601,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{5}
+	return file_driver_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SpawnRequest) GetId() string {
@@ -368,18 +618,32 @@ func (x *SpawnRequest) GetName() string {
 	return ""
 }
 
-func (x *SpawnRequest) GetFlavor() string {
+func (x *SpawnRequest) GetFlavorName() string {
 	if x != nil {
-		return x.Flavor
+		return x.FlavorName
 	}
 	return ""
 }
 
-func (x *SpawnRequest) GetImage() string {
+func (x *SpawnRequest) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *SpawnRequest) GetFlavor() *Flavor {
+	if x != nil {
+		return x.Flavor
+	}
+	return nil
+}
+
+func (x *SpawnRequest) GetImage() *Image {
 	if x != nil {
 		return x.Image
 	}
-	return ""
+	return nil
 }
 
 type SpawnResponse struct {
@@ -390,7 +654,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_driver_proto_msgTypes[6]
+	mi := &file_driver_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +666,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[6]
+	mi := &file_driver_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +679,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{6}
+	return file_driver_proto_rawDescGZIP(), []int{8}
 }
 
 type DestroyRequest struct {
@@ -427,7 +691,7 @@ type DestroyRequest struct {
 
 func (x *DestroyRequest) Reset() {
 	*x = DestroyRequest{}
-	mi := &file_driver_proto_msgTypes[7]
+	mi := &file_driver_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +703,7 @@ func (x *DestroyRequest) String() string {
 func (*DestroyRequest) ProtoMessage() {}
 
 func (x *DestroyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[7]
+	mi := &file_driver_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +716,7 @@ func (x *DestroyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyRequest.ProtoReflect.Descriptor instead.
 func (*DestroyRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{7}
+	return file_driver_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DestroyRequest) GetId() string {
@@ -470,7 +734,7 @@ type DestroyResponse struct {
 
 func (x *DestroyResponse) Reset() {
 	*x = DestroyResponse{}
-	mi := &file_driver_proto_msgTypes[8]
+	mi := &file_driver_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +746,7 @@ func (x *DestroyResponse) String() string {
 func (*DestroyResponse) ProtoMessage() {}
 
 func (x *DestroyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[8]
+	mi := &file_driver_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +759,7 @@ func (x *DestroyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyResponse.ProtoReflect.Descriptor instead.
 func (*DestroyResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{8}
+	return file_driver_proto_rawDescGZIP(), []int{10}
 }
 
 type InspectRequest struct {
@@ -507,7 +771,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_driver_proto_msgTypes[9]
+	mi := &file_driver_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +783,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[9]
+	mi := &file_driver_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +796,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{9}
+	return file_driver_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InspectRequest) GetId() string {
@@ -551,7 +815,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_driver_proto_msgTypes[10]
+	mi := &file_driver_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +827,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[10]
+	mi := &file_driver_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +840,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{10}
+	return file_driver_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InspectResponse) GetInstance() *Instance {
@@ -594,7 +858,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_driver_proto_msgTypes[11]
+	mi := &file_driver_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +870,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[11]
+	mi := &file_driver_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +883,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{11}
+	return file_driver_proto_rawDescGZIP(), []int{13}
 }
 
 type ListResponse struct {
@@ -631,7 +895,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_driver_proto_msgTypes[12]
+	mi := &file_driver_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +907,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[12]
+	mi := &file_driver_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +920,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{12}
+	return file_driver_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListResponse) GetInstances() []*Instance {
@@ -675,7 +939,7 @@ type PowerOffRequest struct {
 
 func (x *PowerOffRequest) Reset() {
 	*x = PowerOffRequest{}
-	mi := &file_driver_proto_msgTypes[13]
+	mi := &file_driver_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +951,7 @@ func (x *PowerOffRequest) String() string {
 func (*PowerOffRequest) ProtoMessage() {}
 
 func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[13]
+	mi := &file_driver_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +964,7 @@ func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffRequest.ProtoReflect.Descriptor instead.
 func (*PowerOffRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{13}
+	return file_driver_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PowerOffRequest) GetId() string {
@@ -718,7 +982,7 @@ type PowerOffResponse struct {
 
 func (x *PowerOffResponse) Reset() {
 	*x = PowerOffResponse{}
-	mi := &file_driver_proto_msgTypes[14]
+	mi := &file_driver_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +994,7 @@ func (x *PowerOffResponse) String() string {
 func (*PowerOffResponse) ProtoMessage() {}
 
 func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[14]
+	mi := &file_driver_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +1007,7 @@ func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffResponse.ProtoReflect.Descriptor instead.
 func (*PowerOffResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{14}
+	return file_driver_proto_rawDescGZIP(), []int{16}
 }
 
 type PowerOnRequest struct {
@@ -755,7 +1019,7 @@ type PowerOnRequest struct {
 
 func (x *PowerOnRequest) Reset() {
 	*x = PowerOnRequest{}
-	mi := &file_driver_proto_msgTypes[15]
+	mi := &file_driver_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +1031,7 @@ func (x *PowerOnRequest) String() string {
 func (*PowerOnRequest) ProtoMessage() {}
 
 func (x *PowerOnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[15]
+	mi := &file_driver_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +1044,7 @@ func (x *PowerOnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOnRequest.ProtoReflect.Descriptor instead.
 func (*PowerOnRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{15}
+	return file_driver_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PowerOnRequest) GetId() string {
@@ -798,7 +1062,7 @@ type PowerOnResponse struct {
 
 func (x *PowerOnResponse) Reset() {
 	*x = PowerOnResponse{}
-	mi := &file_driver_proto_msgTypes[16]
+	mi := &file_driver_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +1074,7 @@ func (x *PowerOnResponse) String() string {
 func (*PowerOnResponse) ProtoMessage() {}
 
 func (x *PowerOnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[16]
+	mi := &file_driver_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +1087,7 @@ func (x *PowerOnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOnResponse.ProtoReflect.Descriptor instead.
 func (*PowerOnResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{16}
+	return file_driver_proto_rawDescGZIP(), []int{18}
 }
 
 type RebootRequest struct {
@@ -836,7 +1100,7 @@ type RebootRequest struct {
 
 func (x *RebootRequest) Reset() {
 	*x = RebootRequest{}
-	mi := &file_driver_proto_msgTypes[17]
+	mi := &file_driver_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +1112,7 @@ func (x *RebootRequest) String() string {
 func (*RebootRequest) ProtoMessage() {}
 
 func (x *RebootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[17]
+	mi := &file_driver_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +1125,7 @@ func (x *RebootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebootRequest.ProtoReflect.Descriptor instead.
 func (*RebootRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{17}
+	return file_driver_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RebootRequest) GetId() string {
@@ -886,7 +1150,7 @@ type RebootResponse struct {
 
 func (x *RebootResponse) Reset() {
 	*x = RebootResponse{}
-	mi := &file_driver_proto_msgTypes[18]
+	mi := &file_driver_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1162,7 @@ func (x *RebootResponse) String() string {
 func (*RebootResponse) ProtoMessage() {}
 
 func (x *RebootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[18]
+	mi := &file_driver_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,14 +1175,471 @@ func (x *RebootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebootResponse.ProtoReflect.Descriptor instead.
 func (*RebootResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{18}
+	return file_driver_proto_rawDescGZIP(), []int{20}
+}
+
+type RebuildRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Image         *Image                 `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebuildRequest) Reset() {
+	*x = RebuildRequest{}
+	mi := &file_driver_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebuildRequest) ProtoMessage() {}
+
+func (x *RebuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebuildRequest.ProtoReflect.Descriptor instead.
+func (*RebuildRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RebuildRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RebuildRequest) GetImage() *Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+type RebuildResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebuildResponse) Reset() {
+	*x = RebuildResponse{}
+	mi := &file_driver_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebuildResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebuildResponse) ProtoMessage() {}
+
+func (x *RebuildResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebuildResponse.ProtoReflect.Descriptor instead.
+func (*RebuildResponse) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{22}
+}
+
+type ResizeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Step          ResizeStep             `protobuf:"varint,2,opt,name=step,proto3,enum=lucid.driver.v1.ResizeStep" json:"step,omitempty"`
+	Flavor        *Flavor                `protobuf:"bytes,3,opt,name=flavor,proto3" json:"flavor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResizeRequest) Reset() {
+	*x = ResizeRequest{}
+	mi := &file_driver_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResizeRequest) ProtoMessage() {}
+
+func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResizeRequest.ProtoReflect.Descriptor instead.
+func (*ResizeRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ResizeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ResizeRequest) GetStep() ResizeStep {
+	if x != nil {
+		return x.Step
+	}
+	return ResizeStep_RESIZE_STEP_UNSPECIFIED
+}
+
+func (x *ResizeRequest) GetFlavor() *Flavor {
+	if x != nil {
+		return x.Flavor
+	}
+	return nil
+}
+
+type ResizeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResizeResponse) Reset() {
+	*x = ResizeResponse{}
+	mi := &file_driver_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResizeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResizeResponse) ProtoMessage() {}
+
+func (x *ResizeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResizeResponse.ProtoReflect.Descriptor instead.
+func (*ResizeResponse) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{24}
+}
+
+type ConfirmResizeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmResizeRequest) Reset() {
+	*x = ConfirmResizeRequest{}
+	mi := &file_driver_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmResizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmResizeRequest) ProtoMessage() {}
+
+func (x *ConfirmResizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmResizeRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmResizeRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ConfirmResizeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ConfirmResizeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmResizeResponse) Reset() {
+	*x = ConfirmResizeResponse{}
+	mi := &file_driver_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmResizeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmResizeResponse) ProtoMessage() {}
+
+func (x *ConfirmResizeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmResizeResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmResizeResponse) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{26}
+}
+
+type RevertResizeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// old is the flavor to go back to.
+	Old           *Flavor `protobuf:"bytes,2,opt,name=old,proto3" json:"old,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevertResizeRequest) Reset() {
+	*x = RevertResizeRequest{}
+	mi := &file_driver_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevertResizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevertResizeRequest) ProtoMessage() {}
+
+func (x *RevertResizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevertResizeRequest.ProtoReflect.Descriptor instead.
+func (*RevertResizeRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RevertResizeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevertResizeRequest) GetOld() *Flavor {
+	if x != nil {
+		return x.Old
+	}
+	return nil
+}
+
+type RevertResizeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevertResizeResponse) Reset() {
+	*x = RevertResizeResponse{}
+	mi := &file_driver_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevertResizeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevertResizeResponse) ProtoMessage() {}
+
+func (x *RevertResizeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevertResizeResponse.ProtoReflect.Descriptor instead.
+func (*RevertResizeResponse) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{28}
+}
+
+type EventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventsRequest) Reset() {
+	*x = EventsRequest{}
+	mi := &file_driver_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventsRequest) ProtoMessage() {}
+
+func (x *EventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
+func (*EventsRequest) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{29}
+}
+
+type Event struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          EventKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=lucid.driver.v1.EventKind" json:"kind,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Power         PowerState             `protobuf:"varint,3,opt,name=power,proto3,enum=lucid.driver.v1.PowerState" json:"power,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_driver_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Event) GetKind() EventKind {
+	if x != nil {
+		return x.Kind
+	}
+	return EventKind_EVENT_KIND_UNSPECIFIED
+}
+
+func (x *Event) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Event) GetPower() PowerState {
+	if x != nil {
+		return x.Power
+	}
+	return PowerState_POWER_STATE_UNSPECIFIED
+}
+
+func (x *Event) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
 }
 
 var File_driver_proto protoreflect.FileDescriptor
 
 const file_driver_proto_rawDesc = "" +
 	"\n" +
-	"\fdriver.proto\x12\x0flucid.driver.v1\"M\n" +
+	"\fdriver.proto\x12\x0flucid.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"M\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\x05power\x18\x02 \x01(\x0e2\x1b.lucid.driver.v1.PowerStateR\x05power\"\r\n" +
@@ -929,12 +1650,26 @@ const file_driver_proto_rawDesc = "" +
 	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\"*\n" +
 	"\x10ConfigureRequest\x12\x16\n" +
 	"\x06config\x18\x01 \x01(\fR\x06config\"\x13\n" +
-	"\x11ConfigureResponse\"`\n" +
-	"\fSpawnRequest\x12\x0e\n" +
+	"\x11ConfigureResponse\"b\n" +
+	"\x06Flavor\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05vcpus\x18\x02 \x01(\x03R\x05vcpus\x12\x15\n" +
+	"\x06ram_mb\x18\x03 \x01(\x03R\x05ramMb\x12\x17\n" +
+	"\adisk_gb\x18\x04 \x01(\x03R\x06diskGb\"d\n" +
+	"\x05Image\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
-	"\x06flavor\x18\x03 \x01(\tR\x06flavor\x12\x14\n" +
-	"\x05image\x18\x04 \x01(\tR\x05image\"\x0f\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x1f\n" +
+	"\vdisk_format\x18\x04 \x01(\tR\n" +
+	"diskFormat\"\xcd\x01\n" +
+	"\fSpawnRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
+	"\vflavor_name\x18\x03 \x01(\tR\n" +
+	"flavorName\x12\x19\n" +
+	"\bimage_id\x18\x04 \x01(\tR\aimageId\x12/\n" +
+	"\x06flavor\x18\x05 \x01(\v2\x17.lucid.driver.v1.FlavorR\x06flavor\x12,\n" +
+	"\x05image\x18\x06 \x01(\v2\x16.lucid.driver.v1.ImageR\x05image\"\x0f\n" +
 	"\rSpawnResponse\" \n" +
 	"\x0eDestroyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
@@ -955,7 +1690,29 @@ const file_driver_proto_rawDesc = "" +
 	"\rRebootRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04hard\x18\x02 \x01(\bR\x04hard\"\x10\n" +
-	"\x0eRebootResponse*\xa6\x01\n" +
+	"\x0eRebootResponse\"N\n" +
+	"\x0eRebuildRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
+	"\x05image\x18\x02 \x01(\v2\x16.lucid.driver.v1.ImageR\x05image\"\x11\n" +
+	"\x0fRebuildResponse\"\x81\x01\n" +
+	"\rResizeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12/\n" +
+	"\x04step\x18\x02 \x01(\x0e2\x1b.lucid.driver.v1.ResizeStepR\x04step\x12/\n" +
+	"\x06flavor\x18\x03 \x01(\v2\x17.lucid.driver.v1.FlavorR\x06flavor\"\x10\n" +
+	"\x0eResizeResponse\"&\n" +
+	"\x14ConfirmResizeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x17\n" +
+	"\x15ConfirmResizeResponse\"P\n" +
+	"\x13RevertResizeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
+	"\x03old\x18\x02 \x01(\v2\x17.lucid.driver.v1.FlavorR\x03old\"\x16\n" +
+	"\x14RevertResizeResponse\"\x0f\n" +
+	"\rEventsRequest\"\xa6\x01\n" +
+	"\x05Event\x12.\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1a.lucid.driver.v1.EventKindR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x121\n" +
+	"\x05power\x18\x03 \x01(\x0e2\x1b.lucid.driver.v1.PowerStateR\x05power\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at*\xa6\x01\n" +
 	"\n" +
 	"PowerState\x12\x1b\n" +
 	"\x17POWER_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -963,7 +1720,18 @@ const file_driver_proto_rawDesc = "" +
 	"\x14POWER_STATE_SHUTDOWN\x10\x02\x12\x17\n" +
 	"\x13POWER_STATE_CRASHED\x10\x03\x12\x16\n" +
 	"\x12POWER_STATE_PAUSED\x10\x04\x12\x17\n" +
-	"\x13POWER_STATE_NOSTATE\x10\x052\xb4\x05\n" +
+	"\x13POWER_STATE_NOSTATE\x10\x05*q\n" +
+	"\n" +
+	"ResizeStep\x12\x1b\n" +
+	"\x17RESIZE_STEP_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11RESIZE_STEP_QUEUE\x10\x01\x12\x17\n" +
+	"\x13RESIZE_STEP_PREPARE\x10\x02\x12\x16\n" +
+	"\x12RESIZE_STEP_FINISH\x10\x03*o\n" +
+	"\tEventKind\x12\x1a\n" +
+	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10EVENT_KIND_POWER\x10\x01\x12\x17\n" +
+	"\x13EVENT_KIND_VANISHED\x10\x02\x12\x17\n" +
+	"\x13EVENT_KIND_APPEARED\x10\x032\xce\b\n" +
 	"\x06Driver\x12C\n" +
 	"\x04Info\x12\x1c.lucid.driver.v1.InfoRequest\x1a\x1d.lucid.driver.v1.InfoResponse\x12R\n" +
 	"\tConfigure\x12!.lucid.driver.v1.ConfigureRequest\x1a\".lucid.driver.v1.ConfigureResponse\x12F\n" +
@@ -973,7 +1741,12 @@ const file_driver_proto_rawDesc = "" +
 	"\x04List\x12\x1c.lucid.driver.v1.ListRequest\x1a\x1d.lucid.driver.v1.ListResponse\x12O\n" +
 	"\bPowerOff\x12 .lucid.driver.v1.PowerOffRequest\x1a!.lucid.driver.v1.PowerOffResponse\x12L\n" +
 	"\aPowerOn\x12\x1f.lucid.driver.v1.PowerOnRequest\x1a .lucid.driver.v1.PowerOnResponse\x12I\n" +
-	"\x06Reboot\x12\x1e.lucid.driver.v1.RebootRequest\x1a\x1f.lucid.driver.v1.RebootResponseB4Z2github.com/lucid-project/lucid/sdk/driver/driverpbb\x06proto3"
+	"\x06Reboot\x12\x1e.lucid.driver.v1.RebootRequest\x1a\x1f.lucid.driver.v1.RebootResponse\x12L\n" +
+	"\aRebuild\x12\x1f.lucid.driver.v1.RebuildRequest\x1a .lucid.driver.v1.RebuildResponse\x12I\n" +
+	"\x06Resize\x12\x1e.lucid.driver.v1.ResizeRequest\x1a\x1f.lucid.driver.v1.ResizeResponse\x12^\n" +
+	"\rConfirmResize\x12%.lucid.driver.v1.ConfirmResizeRequest\x1a&.lucid.driver.v1.ConfirmResizeResponse\x12[\n" +
+	"\fRevertResize\x12$.lucid.driver.v1.RevertResizeRequest\x1a%.lucid.driver.v1.RevertResizeResponse\x12B\n" +
+	"\x06Events\x12\x1e.lucid.driver.v1.EventsRequest\x1a\x16.lucid.driver.v1.Event0\x01B4Z2github.com/lucid-project/lucid/sdk/driver/driverpbb\x06proto3"
 
 var (
 	file_driver_proto_rawDescOnce sync.Once
@@ -987,57 +1760,91 @@ func file_driver_proto_rawDescGZIP() []byte {
 	return file_driver_proto_rawDescData
 }
 
-var file_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_driver_proto_goTypes = []any{
-	(PowerState)(0),           // 0: lucid.driver.v1.PowerState
-	(*Instance)(nil),          // 1: lucid.driver.v1.Instance
-	(*InfoRequest)(nil),       // 2: lucid.driver.v1.InfoRequest
-	(*InfoResponse)(nil),      // 3: lucid.driver.v1.InfoResponse
-	(*ConfigureRequest)(nil),  // 4: lucid.driver.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 5: lucid.driver.v1.ConfigureResponse
-	(*SpawnRequest)(nil),      // 6: lucid.driver.v1.SpawnRequest
-	(*SpawnResponse)(nil),     // 7: lucid.driver.v1.SpawnResponse
-	(*DestroyRequest)(nil),    // 8: lucid.driver.v1.DestroyRequest
-	(*DestroyResponse)(nil),   // 9: lucid.driver.v1.DestroyResponse
-	(*InspectRequest)(nil),    // 10: lucid.driver.v1.InspectRequest
-	(*InspectResponse)(nil),   // 11: lucid.driver.v1.InspectResponse
-	(*ListRequest)(nil),       // 12: lucid.driver.v1.ListRequest
-	(*ListResponse)(nil),      // 13: lucid.driver.v1.ListResponse
-	(*PowerOffRequest)(nil),   // 14: lucid.driver.v1.PowerOffRequest
-	(*PowerOffResponse)(nil),  // 15: lucid.driver.v1.PowerOffResponse
-	(*PowerOnRequest)(nil),    // 16: lucid.driver.v1.PowerOnRequest
-	(*PowerOnResponse)(nil),   // 17: lucid.driver.v1.PowerOnResponse
-	(*RebootRequest)(nil),     // 18: lucid.driver.v1.RebootRequest
-	(*RebootResponse)(nil),    // 19: lucid.driver.v1.RebootResponse
+	(PowerState)(0),               // 0: lucid.driver.v1.PowerState
+	(ResizeStep)(0),               // 1: lucid.driver.v1.ResizeStep
+	(EventKind)(0),                // 2: lucid.driver.v1.EventKind
+	(*Instance)(nil),              // 3: lucid.driver.v1.Instance
+	(*InfoRequest)(nil),           // 4: lucid.driver.v1.InfoRequest
+	(*InfoResponse)(nil),          // 5: lucid.driver.v1.InfoResponse
+	(*ConfigureRequest)(nil),      // 6: lucid.driver.v1.ConfigureRequest
+	(*ConfigureResponse)(nil),     // 7: lucid.driver.v1.ConfigureResponse
+	(*Flavor)(nil),                // 8: lucid.driver.v1.Flavor
+	(*Image)(nil),                 // 9: lucid.driver.v1.Image
+	(*SpawnRequest)(nil),          // 10: lucid.driver.v1.SpawnRequest
+	(*SpawnResponse)(nil),         // 11: lucid.driver.v1.SpawnResponse
+	(*DestroyRequest)(nil),        // 12: lucid.driver.v1.DestroyRequest
+	(*DestroyResponse)(nil),       // 13: lucid.driver.v1.DestroyResponse
+	(*InspectRequest)(nil),        // 14: lucid.driver.v1.InspectRequest
+	(*InspectResponse)(nil),       // 15: lucid.driver.v1.InspectResponse
+	(*ListRequest)(nil),           // 16: lucid.driver.v1.ListRequest
+	(*ListResponse)(nil),          // 17: lucid.driver.v1.ListResponse
+	(*PowerOffRequest)(nil),       // 18: lucid.driver.v1.PowerOffRequest
+	(*PowerOffResponse)(nil),      // 19: lucid.driver.v1.PowerOffResponse
+	(*PowerOnRequest)(nil),        // 20: lucid.driver.v1.PowerOnRequest
+	(*PowerOnResponse)(nil),       // 21: lucid.driver.v1.PowerOnResponse
+	(*RebootRequest)(nil),         // 22: lucid.driver.v1.RebootRequest
+	(*RebootResponse)(nil),        // 23: lucid.driver.v1.RebootResponse
+	(*RebuildRequest)(nil),        // 24: lucid.driver.v1.RebuildRequest
+	(*RebuildResponse)(nil),       // 25: lucid.driver.v1.RebuildResponse
+	(*ResizeRequest)(nil),         // 26: lucid.driver.v1.ResizeRequest
+	(*ResizeResponse)(nil),        // 27: lucid.driver.v1.ResizeResponse
+	(*ConfirmResizeRequest)(nil),  // 28: lucid.driver.v1.ConfirmResizeRequest
+	(*ConfirmResizeResponse)(nil), // 29: lucid.driver.v1.ConfirmResizeResponse
+	(*RevertResizeRequest)(nil),   // 30: lucid.driver.v1.RevertResizeRequest
+	(*RevertResizeResponse)(nil),  // 31: lucid.driver.v1.RevertResizeResponse
+	(*EventsRequest)(nil),         // 32: lucid.driver.v1.EventsRequest
+	(*Event)(nil),                 // 33: lucid.driver.v1.Event
+	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
 }
 var file_driver_proto_depIdxs = []int32{
 	0,  // 0: lucid.driver.v1.Instance.power:type_name -> lucid.driver.v1.PowerState
-	1,  // 1: lucid.driver.v1.InspectResponse.instance:type_name -> lucid.driver.v1.Instance
-	1,  // 2: lucid.driver.v1.ListResponse.instances:type_name -> lucid.driver.v1.Instance
-	2,  // 3: lucid.driver.v1.Driver.Info:input_type -> lucid.driver.v1.InfoRequest
-	4,  // 4: lucid.driver.v1.Driver.Configure:input_type -> lucid.driver.v1.ConfigureRequest
-	6,  // 5: lucid.driver.v1.Driver.Spawn:input_type -> lucid.driver.v1.SpawnRequest
-	8,  // 6: lucid.driver.v1.Driver.Destroy:input_type -> lucid.driver.v1.DestroyRequest
-	10, // 7: lucid.driver.v1.Driver.Inspect:input_type -> lucid.driver.v1.InspectRequest
-	12, // 8: lucid.driver.v1.Driver.List:input_type -> lucid.driver.v1.ListRequest
-	14, // 9: lucid.driver.v1.Driver.PowerOff:input_type -> lucid.driver.v1.PowerOffRequest
-	16, // 10: lucid.driver.v1.Driver.PowerOn:input_type -> lucid.driver.v1.PowerOnRequest
-	18, // 11: lucid.driver.v1.Driver.Reboot:input_type -> lucid.driver.v1.RebootRequest
-	3,  // 12: lucid.driver.v1.Driver.Info:output_type -> lucid.driver.v1.InfoResponse
-	5,  // 13: lucid.driver.v1.Driver.Configure:output_type -> lucid.driver.v1.ConfigureResponse
-	7,  // 14: lucid.driver.v1.Driver.Spawn:output_type -> lucid.driver.v1.SpawnResponse
-	9,  // 15: lucid.driver.v1.Driver.Destroy:output_type -> lucid.driver.v1.DestroyResponse
-	11, // 16: lucid.driver.v1.Driver.Inspect:output_type -> lucid.driver.v1.InspectResponse
-	13, // 17: lucid.driver.v1.Driver.List:output_type -> lucid.driver.v1.ListResponse
-	15, // 18: lucid.driver.v1.Driver.PowerOff:output_type -> lucid.driver.v1.PowerOffResponse
-	17, // 19: lucid.driver.v1.Driver.PowerOn:output_type -> lucid.driver.v1.PowerOnResponse
-	19, // 20: lucid.driver.v1.Driver.Reboot:output_type -> lucid.driver.v1.RebootResponse
-	12, // [12:21] is the sub-list for method output_type
-	3,  // [3:12] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	8,  // 1: lucid.driver.v1.SpawnRequest.flavor:type_name -> lucid.driver.v1.Flavor
+	9,  // 2: lucid.driver.v1.SpawnRequest.image:type_name -> lucid.driver.v1.Image
+	3,  // 3: lucid.driver.v1.InspectResponse.instance:type_name -> lucid.driver.v1.Instance
+	3,  // 4: lucid.driver.v1.ListResponse.instances:type_name -> lucid.driver.v1.Instance
+	9,  // 5: lucid.driver.v1.RebuildRequest.image:type_name -> lucid.driver.v1.Image
+	1,  // 6: lucid.driver.v1.ResizeRequest.step:type_name -> lucid.driver.v1.ResizeStep
+	8,  // 7: lucid.driver.v1.ResizeRequest.flavor:type_name -> lucid.driver.v1.Flavor
+	8,  // 8: lucid.driver.v1.RevertResizeRequest.old:type_name -> lucid.driver.v1.Flavor
+	2,  // 9: lucid.driver.v1.Event.kind:type_name -> lucid.driver.v1.EventKind
+	0,  // 10: lucid.driver.v1.Event.power:type_name -> lucid.driver.v1.PowerState
+	34, // 11: lucid.driver.v1.Event.at:type_name -> google.protobuf.Timestamp
+	4,  // 12: lucid.driver.v1.Driver.Info:input_type -> lucid.driver.v1.InfoRequest
+	6,  // 13: lucid.driver.v1.Driver.Configure:input_type -> lucid.driver.v1.ConfigureRequest
+	10, // 14: lucid.driver.v1.Driver.Spawn:input_type -> lucid.driver.v1.SpawnRequest
+	12, // 15: lucid.driver.v1.Driver.Destroy:input_type -> lucid.driver.v1.DestroyRequest
+	14, // 16: lucid.driver.v1.Driver.Inspect:input_type -> lucid.driver.v1.InspectRequest
+	16, // 17: lucid.driver.v1.Driver.List:input_type -> lucid.driver.v1.ListRequest
+	18, // 18: lucid.driver.v1.Driver.PowerOff:input_type -> lucid.driver.v1.PowerOffRequest
+	20, // 19: lucid.driver.v1.Driver.PowerOn:input_type -> lucid.driver.v1.PowerOnRequest
+	22, // 20: lucid.driver.v1.Driver.Reboot:input_type -> lucid.driver.v1.RebootRequest
+	24, // 21: lucid.driver.v1.Driver.Rebuild:input_type -> lucid.driver.v1.RebuildRequest
+	26, // 22: lucid.driver.v1.Driver.Resize:input_type -> lucid.driver.v1.ResizeRequest
+	28, // 23: lucid.driver.v1.Driver.ConfirmResize:input_type -> lucid.driver.v1.ConfirmResizeRequest
+	30, // 24: lucid.driver.v1.Driver.RevertResize:input_type -> lucid.driver.v1.RevertResizeRequest
+	32, // 25: lucid.driver.v1.Driver.Events:input_type -> lucid.driver.v1.EventsRequest
+	5,  // 26: lucid.driver.v1.Driver.Info:output_type -> lucid.driver.v1.InfoResponse
+	7,  // 27: lucid.driver.v1.Driver.Configure:output_type -> lucid.driver.v1.ConfigureResponse
+	11, // 28: lucid.driver.v1.Driver.Spawn:output_type -> lucid.driver.v1.SpawnResponse
+	13, // 29: lucid.driver.v1.Driver.Destroy:output_type -> lucid.driver.v1.DestroyResponse
+	15, // 30: lucid.driver.v1.Driver.Inspect:output_type -> lucid.driver.v1.InspectResponse
+	17, // 31: lucid.driver.v1.Driver.List:output_type -> lucid.driver.v1.ListResponse
+	19, // 32: lucid.driver.v1.Driver.PowerOff:output_type -> lucid.driver.v1.PowerOffResponse
+	21, // 33: lucid.driver.v1.Driver.PowerOn:output_type -> lucid.driver.v1.PowerOnResponse
+	23, // 34: lucid.driver.v1.Driver.Reboot:output_type -> lucid.driver.v1.RebootResponse
+	25, // 35: lucid.driver.v1.Driver.Rebuild:output_type -> lucid.driver.v1.RebuildResponse
+	27, // 36: lucid.driver.v1.Driver.Resize:output_type -> lucid.driver.v1.ResizeResponse
+	29, // 37: lucid.driver.v1.Driver.ConfirmResize:output_type -> lucid.driver.v1.ConfirmResizeResponse
+	31, // 38: lucid.driver.v1.Driver.RevertResize:output_type -> lucid.driver.v1.RevertResizeResponse
+	33, // 39: lucid.driver.v1.Driver.Events:output_type -> lucid.driver.v1.Event
+	26, // [26:40] is the sub-list for method output_type
+	12, // [12:26] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_driver_proto_init() }
@@ -1050,8 +1857,8 @@ func file_driver_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   19,
+			NumEnums:      3,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

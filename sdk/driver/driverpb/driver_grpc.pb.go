@@ -25,15 +25,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Driver_Info_FullMethodName      = "/lucid.driver.v1.Driver/Info"
-	Driver_Configure_FullMethodName = "/lucid.driver.v1.Driver/Configure"
-	Driver_Spawn_FullMethodName     = "/lucid.driver.v1.Driver/Spawn"
-	Driver_Destroy_FullMethodName   = "/lucid.driver.v1.Driver/Destroy"
-	Driver_Inspect_FullMethodName   = "/lucid.driver.v1.Driver/Inspect"
-	Driver_List_FullMethodName      = "/lucid.driver.v1.Driver/List"
-	Driver_PowerOff_FullMethodName  = "/lucid.driver.v1.Driver/PowerOff"
-	Driver_PowerOn_FullMethodName   = "/lucid.driver.v1.Driver/PowerOn"
-	Driver_Reboot_FullMethodName    = "/lucid.driver.v1.Driver/Reboot"
+	Driver_Info_FullMethodName          = "/lucid.driver.v1.Driver/Info"
+	Driver_Configure_FullMethodName     = "/lucid.driver.v1.Driver/Configure"
+	Driver_Spawn_FullMethodName         = "/lucid.driver.v1.Driver/Spawn"
+	Driver_Destroy_FullMethodName       = "/lucid.driver.v1.Driver/Destroy"
+	Driver_Inspect_FullMethodName       = "/lucid.driver.v1.Driver/Inspect"
+	Driver_List_FullMethodName          = "/lucid.driver.v1.Driver/List"
+	Driver_PowerOff_FullMethodName      = "/lucid.driver.v1.Driver/PowerOff"
+	Driver_PowerOn_FullMethodName       = "/lucid.driver.v1.Driver/PowerOn"
+	Driver_Reboot_FullMethodName        = "/lucid.driver.v1.Driver/Reboot"
+	Driver_Rebuild_FullMethodName       = "/lucid.driver.v1.Driver/Rebuild"
+	Driver_Resize_FullMethodName        = "/lucid.driver.v1.Driver/Resize"
+	Driver_ConfirmResize_FullMethodName = "/lucid.driver.v1.Driver/ConfirmResize"
+	Driver_RevertResize_FullMethodName  = "/lucid.driver.v1.Driver/RevertResize"
+	Driver_Events_FullMethodName        = "/lucid.driver.v1.Driver/Events"
 )
 
 // DriverClient is the client API for Driver service.
@@ -44,6 +49,12 @@ const (
 // NOT_FOUND (unknown instance), INVALID_ARGUMENT (bad configuration),
 // UNIMPLEMENTED (unsupported action), CANCELLED / DEADLINE_EXCEEDED, and
 // UNKNOWN for everything else, with a human-readable message.
+//
+// Rebuild, Resize, ConfirmResize, RevertResize and Events are optional: a
+// plugin whose driver lacks them answers UNIMPLEMENTED, and one built
+// before they existed does the same, so a newer host works with an older
+// plugin. A plugin reports the optional ones it serves in
+// InfoResponse.capabilities ("rebuild", "resize", "events").
 type DriverClient interface {
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
@@ -54,6 +65,16 @@ type DriverClient interface {
 	PowerOff(ctx context.Context, in *PowerOffRequest, opts ...grpc.CallOption) (*PowerOffResponse, error)
 	PowerOn(ctx context.Context, in *PowerOnRequest, opts ...grpc.CallOption) (*PowerOnResponse, error)
 	Reboot(ctx context.Context, in *RebootRequest, opts ...grpc.CallOption) (*RebootResponse, error)
+	Rebuild(ctx context.Context, in *RebuildRequest, opts ...grpc.CallOption) (*RebuildResponse, error)
+	Resize(ctx context.Context, in *ResizeRequest, opts ...grpc.CallOption) (*ResizeResponse, error)
+	ConfirmResize(ctx context.Context, in *ConfirmResizeRequest, opts ...grpc.CallOption) (*ConfirmResizeResponse, error)
+	RevertResize(ctx context.Context, in *RevertResizeRequest, opts ...grpc.CallOption) (*RevertResizeResponse, error)
+	// Events streams what the hypervisor noticed until the host cancels the
+	// call. A plugin that serves it sends the response header (metadata key
+	// "lucid-events" = "ready") as soon as its driver is subscribed, so the
+	// host can tell a live stream from an UNIMPLEMENTED answer without
+	// waiting for a first event.
+	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
 }
 
 type driverClient struct {
@@ -154,6 +175,65 @@ func (c *driverClient) Reboot(ctx context.Context, in *RebootRequest, opts ...gr
 	return out, nil
 }
 
+func (c *driverClient) Rebuild(ctx context.Context, in *RebuildRequest, opts ...grpc.CallOption) (*RebuildResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RebuildResponse)
+	err := c.cc.Invoke(ctx, Driver_Rebuild_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverClient) Resize(ctx context.Context, in *ResizeRequest, opts ...grpc.CallOption) (*ResizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResizeResponse)
+	err := c.cc.Invoke(ctx, Driver_Resize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverClient) ConfirmResize(ctx context.Context, in *ConfirmResizeRequest, opts ...grpc.CallOption) (*ConfirmResizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmResizeResponse)
+	err := c.cc.Invoke(ctx, Driver_ConfirmResize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverClient) RevertResize(ctx context.Context, in *RevertResizeRequest, opts ...grpc.CallOption) (*RevertResizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevertResizeResponse)
+	err := c.cc.Invoke(ctx, Driver_RevertResize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *driverClient) Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Driver_ServiceDesc.Streams[0], Driver_Events_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EventsRequest, Event]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Driver_EventsClient = grpc.ServerStreamingClient[Event]
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -162,6 +242,12 @@ func (c *driverClient) Reboot(ctx context.Context, in *RebootRequest, opts ...gr
 // NOT_FOUND (unknown instance), INVALID_ARGUMENT (bad configuration),
 // UNIMPLEMENTED (unsupported action), CANCELLED / DEADLINE_EXCEEDED, and
 // UNKNOWN for everything else, with a human-readable message.
+//
+// Rebuild, Resize, ConfirmResize, RevertResize and Events are optional: a
+// plugin whose driver lacks them answers UNIMPLEMENTED, and one built
+// before they existed does the same, so a newer host works with an older
+// plugin. A plugin reports the optional ones it serves in
+// InfoResponse.capabilities ("rebuild", "resize", "events").
 type DriverServer interface {
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
@@ -172,6 +258,16 @@ type DriverServer interface {
 	PowerOff(context.Context, *PowerOffRequest) (*PowerOffResponse, error)
 	PowerOn(context.Context, *PowerOnRequest) (*PowerOnResponse, error)
 	Reboot(context.Context, *RebootRequest) (*RebootResponse, error)
+	Rebuild(context.Context, *RebuildRequest) (*RebuildResponse, error)
+	Resize(context.Context, *ResizeRequest) (*ResizeResponse, error)
+	ConfirmResize(context.Context, *ConfirmResizeRequest) (*ConfirmResizeResponse, error)
+	RevertResize(context.Context, *RevertResizeRequest) (*RevertResizeResponse, error)
+	// Events streams what the hypervisor noticed until the host cancels the
+	// call. A plugin that serves it sends the response header (metadata key
+	// "lucid-events" = "ready") as soon as its driver is subscribed, so the
+	// host can tell a live stream from an UNIMPLEMENTED answer without
+	// waiting for a first event.
+	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -208,6 +304,21 @@ func (UnimplementedDriverServer) PowerOn(context.Context, *PowerOnRequest) (*Pow
 }
 func (UnimplementedDriverServer) Reboot(context.Context, *RebootRequest) (*RebootResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Reboot not implemented")
+}
+func (UnimplementedDriverServer) Rebuild(context.Context, *RebuildRequest) (*RebuildResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rebuild not implemented")
+}
+func (UnimplementedDriverServer) Resize(context.Context, *ResizeRequest) (*ResizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Resize not implemented")
+}
+func (UnimplementedDriverServer) ConfirmResize(context.Context, *ConfirmResizeRequest) (*ConfirmResizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmResize not implemented")
+}
+func (UnimplementedDriverServer) RevertResize(context.Context, *RevertResizeRequest) (*RevertResizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevertResize not implemented")
+}
+func (UnimplementedDriverServer) Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
+	return status.Error(codes.Unimplemented, "method Events not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -392,6 +503,89 @@ func _Driver_Reboot_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_Rebuild_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RebuildRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).Rebuild(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_Rebuild_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).Rebuild(ctx, req.(*RebuildRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Driver_Resize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).Resize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_Resize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).Resize(ctx, req.(*ResizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Driver_ConfirmResize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmResizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).ConfirmResize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_ConfirmResize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).ConfirmResize(ctx, req.(*ConfirmResizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Driver_RevertResize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevertResizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).RevertResize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_RevertResize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).RevertResize(ctx, req.(*RevertResizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Driver_Events_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DriverServer).Events(m, &grpc.GenericServerStream[EventsRequest, Event]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Driver_EventsServer = grpc.ServerStreamingServer[Event]
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -435,7 +629,29 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Reboot",
 			Handler:    _Driver_Reboot_Handler,
 		},
+		{
+			MethodName: "Rebuild",
+			Handler:    _Driver_Rebuild_Handler,
+		},
+		{
+			MethodName: "Resize",
+			Handler:    _Driver_Resize_Handler,
+		},
+		{
+			MethodName: "ConfirmResize",
+			Handler:    _Driver_ConfirmResize_Handler,
+		},
+		{
+			MethodName: "RevertResize",
+			Handler:    _Driver_RevertResize_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Events",
+			Handler:       _Driver_Events_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "driver.proto",
 }

@@ -39,6 +39,21 @@ const promptly = 2 * time.Second
 //   - every per-instance method on an unknown ID returns ErrNotFound;
 //   - a call with a cancelled ctx returns promptly with context.Canceled;
 //   - concurrent use is safe.
+//
+// For each optional capability d has (driver.Capabilities of d and its
+// Info: the interfaces d implements, or for a driver.Forwarder such as the
+// host's plugin, what its Info reports):
+//   - Rebuild keeps the ID and the power state, repeats harmlessly, and
+//     an unknown ID is ErrNotFound;
+//   - Resize runs queue, prepare and finish in order (each repeatable)
+//     keeping the power state, then ConfirmResize; another resize ends in
+//     RevertResize; both repeat harmlessly; an unknown ID is ErrNotFound;
+//   - Events returns a channel that is closed once ctx ends, and an
+//     unread subscription does not block the driver's other methods.
+//
+// A Forwarder lacking a capability must answer its methods with
+// driver.ErrUnsupported; a driver whose Info claims a capability its type
+// does not implement fails.
 func Run(t *testing.T, d driver.Driver) {
 	t.Helper()
 	t.Run("Info", func(t *testing.T) { testInfo(t, d) })
@@ -46,6 +61,7 @@ func Run(t *testing.T, d driver.Driver) {
 	t.Run("UnknownID", func(t *testing.T) { testUnknownID(t, d) })
 	t.Run("Cancelled", func(t *testing.T) { testCancelled(t, d) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, d) })
+	runOptional(t, d)
 }
 
 func testInfo(t *testing.T, d driver.Driver) {
