@@ -86,8 +86,14 @@ func Load(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Comp
 	}
 
 	// Plugin sockets live in a private directory removed at close, so a
-	// killed plugin leaves nothing behind in /tmp.
-	sockDir, err := os.MkdirTemp("", "lucid-plugins-")
+	// killed plugin leaves nothing behind in /tmp; directories left by
+	// hosts that were killed (and so could not remove theirs) go now.
+	if removed, err := coredriver.RemoveStaleSocketDirs(""); err != nil {
+		logger.Warn("cannot remove stale plugin socket directories", "err", err)
+	} else if len(removed) > 0 {
+		logger.Info("removed plugin socket directories of dead hosts", "dirs", removed)
+	}
+	sockDir, err := coredriver.NewSocketDir("")
 	if err != nil {
 		return nil, err
 	}
