@@ -100,3 +100,48 @@ func TestKilledServeResumes(t *testing.T) {
 		{"BUILD", "ACTIVE", "create", "driver", r.RequestID},
 	})
 }
+
+// kill -9 during PREP_RESIZE: the restarted node resumes the step and the
+// resize ends in VERIFY_RESIZE, with each step recorded once.
+func TestKilledDuringResizeResumes(t *testing.T) {
+	dir := t.TempDir()
+	state := dir + "/fake-state.json"
+	cfg := testnode.Config(t, testnode.Options{Dir: dir, Driver: `resize_delay = "400ms"
+    state_file = "` + state + `"`})
+	cmd, cl := serve(t, cfg)
+	ctx := context.Background()
+	id, r, err := cl.Create(ctx, client.CreateRequest{Name: "resizing", FlavorRef: "m1.tiny", ImageRef: "cirros"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Wait(ctx, id, r.RequestID, 5*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	rr, err := cl.Action(ctx, id, map[string]any{"resize": map[string]string{"flavorRef": "m1.small"}}, 202)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		in, err := cl.Instance(ctx, id)
+		return err == nil && in.Status == "PREP_RESIZE"
+	}, "resize never showed PREP_RESIZE")
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	_, cl = serve(t, cfg)
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		in, err := cl.Instance(ctx, id)
+		return err == nil && in.Transition == nil
+	}, "the resize was not resumed")
+	in, _ := cl.Instance(ctx, id)
+	if in.Status != "VERIFY_RESIZE" || in.Flavor.ID != "m1.small" {
+		t.Fatalf("after the resumed resize: %s %s fault %+v", in.Status, in.Flavor.ID, in.Fault)
+	}
+	h, _ := cl.History(ctx, id)
+	testnode.AssertHistory(t, h[2:], []testnode.Step{
+		{"ACTIVE", "QUEUE_RESIZE", "resize", "api", rr.RequestID},
+		{"QUEUE_RESIZE", "PREP_RESIZE", "resize", "driver", rr.RequestID},
+		{"PREP_RESIZE", "RESIZE", "resize", "driver", rr.RequestID},
+		{"RESIZE", "VERIFY_RESIZE", "resize", "driver", rr.RequestID},
+	})
+}
