@@ -75,7 +75,7 @@ func instanceView(rec store.Record) client.Instance {
 		v.Fault = &client.Fault{Code: f.Code, Message: f.Message, At: f.At, During: string(f.During)}
 	}
 	for _, f := range st.Flags {
-		v.Flags = append(v.Flags, client.Flag{Kind: f.Kind, Message: f.Message, Since: f.Since})
+		v.Flags = append(v.Flags, client.Flag{Kind: f.Kind, Message: f.Message, Since: f.Since, Recorded: string(f.Recorded), Observed: f.Observed})
 	}
 	if t := rec.Transition; t != nil {
 		tv := &client.Transition{

@@ -134,11 +134,19 @@ type Fault struct {
 }
 
 // Flag is a mismatch between the record and the hypervisor that the
-// reconciler noticed and, by policy, did not correct.
+// reconciler noticed and, by policy, did not correct. It is cleared when
+// record and hypervisor agree again, or by an operator.
 type Flag struct {
-	Kind    string    `json:"kind"`
-	Message string    `json:"message"`
-	Since   time.Time `json:"since"`
+	// Kind is the reconcile case: power_mismatch, vanished, stuck...
+	Kind string `json:"kind"`
+	// Message is the policy's reason.
+	Message string `json:"message"`
+	// Since is when the disagreement was first seen.
+	Since time.Time `json:"since"`
+	// Recorded is the status the record shows; Observed what the
+	// hypervisor reports (a power state, or "absent").
+	Recorded Status `json:"recorded,omitempty"`
+	Observed string `json:"observed,omitempty"`
 }
 
 // State is the settled truth about one instance, stored under

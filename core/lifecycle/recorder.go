@@ -82,6 +82,9 @@ type Change struct {
 	RequestID  string
 	User       string
 	Message    string
+	// Policy names the policy that decided the change, for the history
+	// record (the reconciler's decisions name the reconcile policy).
+	Policy string
 	// At stamps the history record; zero means now.
 	At time.Time
 }
@@ -129,7 +132,7 @@ func (r *Recorder) Record(ctx context.Context, base store.Record, ch Change) (st
 	if err := r.Check(ctx, base, ch); err != nil {
 		return store.Record{}, err
 	}
-	return r.commit(ctx, base, ch, "")
+	return r.commit(ctx, base, ch, ch.Policy)
 }
 
 // Check asks the policy whether ch may be written over base, without

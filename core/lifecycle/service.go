@@ -193,8 +193,10 @@ type ActionRequest struct {
 	// Cause is who asks: the API (default) or the reconciler enforcing
 	// the record, which may start stop and start from more statuses.
 	Cause instance.Cause
-	// Message is kept in the history record of the start.
+	// Message is kept in the history record of the start; Policy names
+	// the policy that decided it (the reconciler's enforcing actions).
 	Message string
+	Policy  string
 }
 
 // Begin starts action on instance id: it writes the action's transition,
@@ -260,7 +262,7 @@ func (s *Service) Begin(ctx context.Context, id string, action instance.Action, 
 		t.StartedAt, t.StepStartedAt = now, now
 		st := rec.State
 		st.UpdatedAt = now
-		ch := Change{ID: id, State: &st, Transition: t, At: now, Action: action, Cause: req.Cause, RequestID: req.RequestID, User: req.User, Message: req.Message}
+		ch := Change{ID: id, State: &st, Transition: t, At: now, Action: action, Cause: req.Cause, RequestID: req.RequestID, User: req.User, Message: req.Message, Policy: req.Policy}
 		var next store.Record
 		if t.Current() == "" {
 			// The action shows no step (confirmResize): its one record is
@@ -387,6 +389,45 @@ func (s *Service) List(ctx context.Context) ([]store.Record, error) {
 // History returns an instance's status changes, also after deletion.
 func (s *Service) History(ctx context.Context, id string) ([]instance.HistoryRecord, error) {
 	return s.store.History(ctx, id)
+}
+
+// Flagged returns the instances carrying reconciler flags, and the VMs
+// nobody recorded that live nodes have seen.
+func (s *Service) Flagged(ctx context.Context) ([]store.Record, []store.Unmanaged, error) {
+	recs, _, err := s.store.List(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var flagged []store.Record
+	for _, r := range recs {
+		if len(r.State.Flags) > 0 {
+			flagged = append(flagged, r)
+		}
+	}
+	us, err := s.store.UnmanagedVMs(ctx)
+	return flagged, us, err
+}
+
+// Unflag clears an instance's reconciler flags: the operator has seen
+// them. It changes no status and writes no history; a disagreement that
+// persists is flagged again at the next sweep.
+func (s *Service) Unflag(ctx context.Context, id string) (store.Record, error) {
+	for attempt := 0; ; attempt++ {
+		rec, err := s.store.Get(ctx, id)
+		if err != nil {
+			return store.Record{}, err
+		}
+		if len(rec.State.Flags) == 0 {
+			return rec, nil
+		}
+		st := rec.State
+		st.Flags = nil
+		next, err := s.rec.Update(ctx, rec, id, &st, rec.Transition)
+		if errors.Is(err, store.ErrStale) && attempt < 10 {
+			continue
+		}
+		return next, err
+	}
 }
 
 // Catalog returns the flavors and images the Service resolves against.

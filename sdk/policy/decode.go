@@ -740,7 +740,7 @@ var (
 	flavorFields     = newFields("id", "name", "vcpus", "ram_mb", "disk_gb")
 	imageFields      = newFields("id", "name", "source", "disk_format")
 	faultFields      = newFields("code", "message", "at", "during")
-	flagFields       = newFields("kind", "message", "since")
+	flagFields       = newFields("kind", "message", "since", "recorded", "observed")
 	transitionFields = newFields("schema", "action", "request_id", "steps", "step", "origin", "target", "started_at",
 		"step_started_at", "attempt", "node", "flavor", "image", "name")
 )
@@ -944,6 +944,10 @@ func (d *decoder) flags(p *[]Flag) {
 				d.setString(&f.Message)
 			case 2:
 				d.setTime(&f.Since)
+			case 3:
+				d.setStatus(&f.Recorded)
+			case 4:
+				d.setString(&f.Observed)
 			}
 		})
 		flags = append(flags, f)

@@ -156,9 +156,11 @@ type Fault struct {
 
 // Flag is a mismatch the reconciler noticed and did not correct.
 type Flag struct {
-	Kind    string    `json:"kind"`
-	Message string    `json:"message"`
-	Since   time.Time `json:"since"`
+	Kind     string    `json:"kind"`
+	Message  string    `json:"message"`
+	Since    time.Time `json:"since"`
+	Recorded Status    `json:"recorded,omitempty"`
+	Observed string    `json:"observed,omitempty"`
 }
 
 // Transition is an action in flight: its declared steps, the current one,
