@@ -334,3 +334,52 @@ func TestUnmanagedVMs(t *testing.T) {
 		t.Fatalf("after n1 left %s", got)
 	}
 }
+
+// One leader at a time; when it steps down another candidate takes over.
+func TestLeadElection(t *testing.T) {
+	s := testenv.Store(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type term struct {
+		who  string
+		done chan struct{}
+	}
+	leading := make(chan term, 4)
+	var wg sync.WaitGroup
+	cancels := map[string]context.CancelFunc{}
+	for _, who := range []string{"a", "b"} {
+		cctx, ccancel := context.WithCancel(ctx)
+		cancels[who] = ccancel
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Lead(cctx, "chores", who, 2*time.Second, func(lctx context.Context) {
+				done := make(chan struct{})
+				leading <- term{who, done}
+				<-lctx.Done()
+				close(done)
+			})
+		}()
+	}
+	first := <-leading
+	if got, err := s.Leader(ctx, "chores"); err != nil || got != first.who {
+		t.Fatalf("Leader = %q, %v; want %q", got, err, first.who)
+	}
+	select {
+	case second := <-leading:
+		t.Fatalf("%s leads while %s does", second.who, first.who)
+	case <-time.After(300 * time.Millisecond):
+	}
+	cancels[first.who]()
+	<-first.done
+	second := <-leading
+	if second.who == first.who {
+		t.Fatalf("%s led twice", second.who)
+	}
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		got, _ := s.Leader(ctx, "chores")
+		return got == second.who
+	}, "leader never became %s", second.who)
+	cancel()
+	wg.Wait()
+}
