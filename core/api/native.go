@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/lucid-project/lucid/core/api/client"
@@ -9,8 +10,9 @@ import (
 )
 
 // The native /v1 API shows what Nova's bodies have no words for: the
-// transition in flight with its steps, flags, the full fault, the flavor
-// as built, and history that outlives the instance.
+// transition in flight with its steps and current step, flags, the full
+// fault, the node, the flavor and image as built, and history that
+// outlives the instance. Its wire types are in core/api/client.
 
 func (s *Server) nativeShow(w http.ResponseWriter, r *http.Request) {
 	rec, err := s.lc.Get(r.Context(), r.PathValue("id"))
@@ -21,17 +23,33 @@ func (s *Server) nativeShow(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"instance": instanceView(rec)})
 }
 
+// nativeList takes the query of the compute API's server list (filters,
+// sort_key/sort_dir, limit and marker); "next" is the next page's URL
+// while more remain.
 func (s *Server) nativeList(w http.ResponseWriter, r *http.Request) {
+	q, err := parseServerQuery(r.URL.Query(), s.lc.Catalog(), s.maxLimit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	recs, err := s.lc.List(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	out := make([]client.Instance, len(recs))
-	for i, rec := range recs {
-		out[i] = instanceView(rec)
+	page, more, err := q.page(recs)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"instances": out})
+	out := client.InstanceList{Instances: make([]client.Instance, len(page))}
+	for i, rec := range page {
+		out.Instances[i] = instanceView(rec)
+	}
+	if more && len(page) > 0 {
+		out.Next = nextLink(r, page[len(page)-1].State.ID)[0].Href
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) nativeFlavors(w http.ResponseWriter, r *http.Request) {
@@ -105,4 +123,24 @@ func flavorView(f instance.Flavor) client.Flavor {
 
 func imageView(i instance.Image) client.Image {
 	return client.Image{ID: i.ID, Name: i.Name, Source: i.Source, DiskFormat: i.DiskFormat}
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	h, err := s.lc.History(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(h) == 0 {
+		s.writeError(w, r, fmt.Errorf("%w: no history for %s", instance.ErrNotFound, id))
+		return
+	}
+	out := make([]client.HistoryRecord, len(h))
+	for i, rec := range h {
+		out[i] = client.HistoryRecord{Seq: rec.Seq, At: rec.At.UTC(), From: string(rec.From), To: string(rec.To),
+			Action: string(rec.Action), Cause: string(rec.Cause), RequestID: rec.RequestID, User: rec.User,
+			Message: rec.Message, Policy: rec.Policy}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"history": out})
 }

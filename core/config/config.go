@@ -64,6 +64,9 @@ type Config struct {
 
 	Executor *Executor `hcl:"executor,block"`
 	History  *History  `hcl:"history,block"`
+	// Defaults are the owner recorded on new instances until identity
+	// exists; never nil after Load.
+	Defaults *Defaults `hcl:"defaults,block"`
 
 	// Flavors and Images are the catalogs clients choose from (flavorRef,
 	// imageRef), in file order. See Config.Flavor and Config.Image.
@@ -224,6 +227,36 @@ type History struct {
 	// DeletedTTL is how long a deleted instance's history is kept after
 	// the deletion; default 168h (7 days).
 	DeletedTTL time.Duration
+}
+
+// Defaults name the project and user that own new instances and their
+// actions (the compute API's tenant_id and user_id) until Lucid has
+// identity. Each is an id: non-empty, at most 255 characters, no
+// whitespace, '/' or control characters. Unset (empty) means the API's
+// default, "lucid".
+type Defaults struct {
+	ProjectID      string    `hcl:"project_id,optional"`
+	ProjectIDRange hcl.Range `hcl:"project_id,attr_range"`
+	UserID         string    `hcl:"user_id,optional"`
+	UserIDRange    hcl.Range `hcl:"user_id,attr_range"`
+}
+
+func (d *Defaults) validate() hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, f := range []struct {
+		name, v string
+		rng     hcl.Range
+	}{{"project_id", d.ProjectID, d.ProjectIDRange}, {"user_id", d.UserID, d.UserIDRange}} {
+		if !set(f.rng) {
+			continue
+		}
+		if msg := badID(f.v); msg != "" {
+			diags = append(diags, errAt(f.rng, "Invalid "+f.name, fmt.Sprintf("%s %q %s.", f.name, f.v, msg)))
+		} else if len(f.v) > 255 {
+			diags = append(diags, errAt(f.rng, "Invalid "+f.name, fmt.Sprintf("%s is %d bytes long; at most 255 are allowed.", f.name, len(f.v))))
+		}
+	}
+	return diags
 }
 
 // Reconciler controls the record-versus-hypervisor sweep.
@@ -470,6 +503,10 @@ func (c *Config) validate(body hcl.Body, o Options) hcl.Diagnostics {
 		c.History = &History{}
 	}
 	diags = append(diags, c.History.validate()...)
+	if c.Defaults == nil {
+		c.Defaults = &Defaults{}
+	}
+	diags = append(diags, c.Defaults.validate()...)
 
 	diags = append(diags, c.validateFlavors()...)
 	diags = append(diags, c.validateImages(o)...)

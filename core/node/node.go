@@ -97,7 +97,9 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		return nil, cfg.Errorf(cfg.API.ListenRange, "Cannot listen", "%v", err)
 	}
 	n.Addr = ln.Addr().String()
-	srv := &http.Server{Handler: api.New(svc, logger.With("component", "api")), ReadHeaderTimeout: 10 * time.Second}
+	handler := api.New(svc, api.Options{Logger: logger.With("component", "api"),
+		Project: cfg.Defaults.ProjectID, User: cfg.Defaults.UserID, CatalogTime: t0})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() { n.srvErr <- srv.Serve(ln) }()
 	n.closers = append(n.closers, srv.Shutdown)
 	n.Ready = time.Since(t0)

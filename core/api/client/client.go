@@ -150,13 +150,37 @@ func (c *Client) Instance(ctx context.Context, id string) (Instance, error) {
 	return out.Instance, err
 }
 
-// Instances lists every instance through the native API.
+// Instances lists every instance through the native API, following the
+// pages.
 func (c *Client) Instances(ctx context.Context) ([]Instance, error) {
-	var out struct {
-		Instances []Instance `json:"instances"`
+	return c.ListInstances(ctx, nil)
+}
+
+// ListInstances lists the instances matching query (the compute API's
+// server list filters: name, status, image, flavor, host, changes-since,
+// sort_key, sort_dir, limit), following the pages until the last. A limit
+// in query sets the page size, not the total.
+func (c *Client) ListInstances(ctx context.Context, query url.Values) ([]Instance, error) {
+	q := url.Values{}
+	for k, v := range query {
+		q[k] = v
 	}
-	_, err := c.Do(ctx, "GET", "/v1/instances", nil, &out, http.StatusOK)
-	return out.Instances, err
+	var all []Instance
+	for {
+		path := "/v1/instances"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+		var page InstanceList
+		if _, err := c.Do(ctx, "GET", path, nil, &page, http.StatusOK); err != nil {
+			return all, err
+		}
+		all = append(all, page.Instances...)
+		if page.Next == "" || len(page.Instances) == 0 {
+			return all, nil
+		}
+		q.Set("marker", page.Instances[len(page.Instances)-1].ID)
+	}
 }
 
 // History reads an instance's status changes, also after deletion.

@@ -33,6 +33,13 @@ type Instance struct {
 	Unreadable string `json:"unreadable,omitempty"`
 }
 
+// InstanceList is one page of GET /v1/instances. Next, when set, is the
+// URL of the next page; it is empty on the last one.
+type InstanceList struct {
+	Instances []Instance `json:"instances"`
+	Next      string     `json:"next,omitempty"`
+}
+
 // Transition is an action in flight.
 type Transition struct {
 	Action        string    `json:"action"`
