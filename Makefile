@@ -1,10 +1,11 @@
 # Lucid build. `make run` builds everything and serves with config.hcl;
-# `make test` runs the whole suite.
+# `make test` runs the whole suite, with the OpenStack clients'
+# compatibility suite (it installs their Debian packages when missing).
 GO      ?= go
 BIN     := bin
 POLICIES := $(patsubst policies/%/,$(BIN)/policies/%.wasm,$(wildcard policies/*/))
 
-.PHONY: all build run test vet bench clean
+.PHONY: all build run test test-deps vet bench clean
 
 all: build
 
@@ -22,7 +23,12 @@ $(BIN)/policies/%.wasm: FORCE
 run: build
 	$(BIN)/lucid serve --config config.hcl
 
-test:
+# test-deps installs the Debian packages the compatibility suite drives
+# (core/api/compat: the OpenStack clients and tempest) when missing.
+test-deps:
+	bash .ci/debian-packages
+
+test: test-deps
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) test -race -count=1 ./...

@@ -123,6 +123,10 @@ type TLS struct {
 type API struct {
 	Listen      string    `hcl:"listen"`
 	ListenRange hcl.Range `hcl:"listen,attr_range"`
+	// MaxLimit is the most items one page of a list holds, as Nova's
+	// [api] max_limit (>= 1); zero (unset) means the API's default, 1000.
+	MaxLimit      int       `hcl:"max_limit,optional"`
+	MaxLimitRange hcl.Range `hcl:"max_limit,attr_range"`
 }
 
 // Driver is one hypervisor plugin.
@@ -493,6 +497,9 @@ func (c *Config) validate(body hcl.Body, o Options) hcl.Diagnostics {
 
 	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
 		diags = append(diags, errAt(c.API.ListenRange, "Invalid listen address", fmt.Sprintf("%q is not host:port: %v.", c.API.Listen, err)))
+	}
+	if set(c.API.MaxLimitRange) {
+		atLeast("max_limit", c.API.MaxLimit, 1, c.API.MaxLimitRange, &diags)
 	}
 
 	if c.Executor == nil {

@@ -98,7 +98,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	}
 	n.Addr = ln.Addr().String()
 	handler := api.New(svc, api.Options{Logger: logger.With("component", "api"),
-		Project: cfg.Defaults.ProjectID, User: cfg.Defaults.UserID, CatalogTime: t0})
+		Project: cfg.Defaults.ProjectID, User: cfg.Defaults.UserID, MaxLimit: cfg.API.MaxLimit, CatalogTime: t0})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() { n.srvErr <- srv.Serve(ln) }()
 	n.closers = append(n.closers, srv.Shutdown)
