@@ -353,8 +353,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // link is one entry of an OpenStack links array.
 type link struct {
-	Rel  string `json:"rel"`
 	Href string `json:"href"`
+	Rel  string `json:"rel"`
 	Type string `json:"type,omitempty"`
 }
 

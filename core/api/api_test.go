@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -193,40 +195,78 @@ func TestBadRequests(t *testing.T) {
 	id, _ := n.Create(t, "ok")
 	n.Settle(t, id)
 	long := strings.Repeat("x", 256)
+	tooMany := map[string]string{}
+	for i := range 129 {
+		tooMany[fmt.Sprintf("k%03d", i)] = "v"
+	}
+	manyJSON, _ := json.Marshal(tooMany)
+	huge := `{"server": {"name": "` + strings.Repeat("x", 1<<20) + `"}}`
 	cases := []struct {
 		name, method, path, body string
 		code                     int
+		header                   map[string]string
 	}{
-		{"malformed_json", "POST", "/v2.1/servers", `{"server": {`, 400},
-		{"trailing_garbage", "POST", "/v2.1/servers", `{"server": {}} x`, 400},
-		{"no_server_key", "POST", "/v2.1/servers", `{"name": "x"}`, 400},
-		{"missing_flavor", "POST", "/v2.1/servers", `{"server": {"name": "x", "imageRef": "cirros"}}`, 400},
-		{"missing_everything", "POST", "/v2.1/servers", `{"server": {}}`, 400},
-		{"flavor_wrong_type", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": [], "imageRef": "cirros"}}`, 400},
-		{"unknown_flavor", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m9.huge", "imageRef": "cirros"}}`, 400},
-		{"unknown_image", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "windows"}}`, 400},
-		{"image_needs_more_ram", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "debian-12"}}`, 400},
-		{"name_too_long", "POST", "/v2.1/servers", `{"server": {"name": "` + long + `", "flavorRef": "m1.tiny", "imageRef": "cirros"}}`, 400},
-		{"empty_body", "POST", "/v2.1/servers", ``, 400},
-		{"unknown_server", "GET", "/v2.1/servers/does-not-exist", ``, 404},
-		{"delete_unknown", "DELETE", "/v2.1/servers/does-not-exist", ``, 404},
-		{"action_unknown_server", "POST", "/v2.1/servers/does-not-exist/action", `{"os-stop": null}`, 404},
-		{"history_unknown", "GET", "/v1/instances/does-not-exist/history", ``, 404},
-		{"unknown_action", "POST", "/v2.1/servers/" + id + "/action", `{"os-explode": null}`, 400},
-		{"two_actions", "POST", "/v2.1/servers/" + id + "/action", `{"os-stop": null, "os-start": null}`, 400},
-		{"bad_reboot_type", "POST", "/v2.1/servers/" + id + "/action", `{"reboot": {"type": "GENTLE"}}`, 400},
-		{"resize_same_flavor", "POST", "/v2.1/servers/" + id + "/action", `{"resize": {"flavorRef": "m1.tiny"}}`, 400},
-		{"resize_unknown_flavor", "POST", "/v2.1/servers/" + id + "/action", `{"resize": {"flavorRef": "m9.huge"}}`, 400},
-		{"resize_no_flavor", "POST", "/v2.1/servers/" + id + "/action", `{"resize": {}}`, 400},
-		{"rebuild_no_image", "POST", "/v2.1/servers/" + id + "/action", `{"rebuild": {}}`, 400},
-		{"confirm_not_resized", "POST", "/v2.1/servers/" + id + "/action", `{"confirmResize": null}`, 409},
-		{"no_route", "GET", "/v2.1/nothing-here", ``, 404},
+		{"malformed_json", "POST", "/v2.1/servers", `{"server": {`, 400, nil},
+		{"trailing_garbage", "POST", "/v2.1/servers", `{"server": {}} x`, 400, nil},
+		{"no_server_key", "POST", "/v2.1/servers", `{"name": "x"}`, 400, nil},
+		{"missing_flavor", "POST", "/v2.1/servers", `{"server": {"name": "x", "imageRef": "cirros"}}`, 400, nil},
+		{"missing_everything", "POST", "/v2.1/servers", `{"server": {}}`, 400, nil},
+		{"flavor_wrong_type", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": [], "imageRef": "cirros"}}`, 400, nil},
+		{"unknown_flavor", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m9.huge", "imageRef": "cirros"}}`, 400, nil},
+		{"unknown_image", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "windows"}}`, 400, nil},
+		{"image_needs_more_ram", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "debian-12"}}`, 400, nil},
+		{"name_too_long", "POST", "/v2.1/servers", `{"server": {"name": "` + long + `", "flavorRef": "m1.tiny", "imageRef": "cirros"}}`, 400, nil},
+		{"empty_body", "POST", "/v2.1/servers", ``, 400, nil},
+		{"unknown_server", "GET", "/v2.1/servers/does-not-exist", ``, 404, nil},
+		{"delete_unknown", "DELETE", "/v2.1/servers/does-not-exist", ``, 404, nil},
+		{"action_unknown_server", "POST", "/v2.1/servers/does-not-exist/action", `{"os-stop": null}`, 404, nil},
+		{"history_unknown", "GET", "/v1/instances/does-not-exist/history", ``, 404, nil},
+		{"unknown_action", "POST", "/v2.1/servers/" + id + "/action", `{"os-explode": null}`, 400, nil},
+		{"two_actions", "POST", "/v2.1/servers/" + id + "/action", `{"os-stop": null, "os-start": null}`, 400, nil},
+		{"bad_reboot_type", "POST", "/v2.1/servers/" + id + "/action", `{"reboot": {"type": "GENTLE"}}`, 400, nil},
+		{"resize_same_flavor", "POST", "/v2.1/servers/" + id + "/action", `{"resize": {"flavorRef": "m1.tiny"}}`, 400, nil},
+		{"resize_unknown_flavor", "POST", "/v2.1/servers/" + id + "/action", `{"resize": {"flavorRef": "m9.huge"}}`, 400, nil},
+		{"resize_no_flavor", "POST", "/v2.1/servers/" + id + "/action", `{"resize": {}}`, 400, nil},
+		{"rebuild_no_image", "POST", "/v2.1/servers/" + id + "/action", `{"rebuild": {}}`, 400, nil},
+		{"confirm_not_resized", "POST", "/v2.1/servers/" + id + "/action", `{"confirmResize": null}`, 409, nil},
+		{"no_route", "GET", "/v2.1/nothing-here", ``, 404, nil},
+		{"unsupported_fields", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "cirros", "block_device_mapping_v2": [], "key_name": "k"}}`, 400, nil},
+		{"unsupported_top_level", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "cirros"}, "os:scheduler_hints": {}}`, 400, nil},
+		{"max_count_3", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "cirros", "min_count": 1, "max_count": 3}}`, 400, nil},
+		{"min_count_zero", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "cirros", "min_count": "0"}}`, 400, nil},
+		{"networks_list", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "cirros", "networks": [{"uuid": "n"}]}}`, 400, nil},
+		{"metadata_too_many", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "cirros", "metadata": ` + string(manyJSON) + `}}`, 400, nil},
+		{"metadata_long_value", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "cirros", "metadata": {"k": "` + long + `"}}}`, 400, nil},
+		{"metadata_not_string", "POST", "/v2.1/servers", `{"server": {"name": "x", "flavorRef": "m1.tiny", "imageRef": "cirros", "metadata": {"k": 1}}}`, 400, nil},
+		{"name_not_string", "POST", "/v2.1/servers", `{"server": {"name": 7, "flavorRef": "m1.tiny", "imageRef": "cirros"}}`, 400, nil},
+		{"body_too_large", "POST", "/v2.1/servers", huge, 413, nil},
+		{"not_json_media", "POST", "/v2.1/servers", `{}`, 415, map[string]string{"Content-Type": "text/plain"}},
+		{"rebuild_admin_pass", "POST", "/v2.1/servers/" + id + "/action", `{"rebuild": {"imageRef": "cirros", "adminPass": "x"}}`, 400, nil},
+		{"stop_with_value", "POST", "/v2.1/servers/" + id + "/action", `{"os-stop": {"force": true}}`, 400, nil},
+		{"list_bad_limit", "GET", "/v2.1/servers?limit=-1", ``, 400, nil},
+		{"list_unknown_marker", "GET", "/v2.1/servers/detail?marker=nobody", ``, 400, nil},
+		{"list_unknown_sort_key", "GET", "/v2.1/servers?sort_key=launched_at", ``, 400, nil},
+		{"list_bad_regex", "GET", "/v2.1/servers?name=web(", ``, 400, nil},
+		{"list_unknown_param", "GET", "/v2.1/servers?ip=10.0.0.1", ``, 400, nil},
+		{"flavor_unknown", "GET", "/v2.1/flavors/m9.huge", ``, 404, nil},
+		{"image_unknown", "GET", "/v2.1/images/windows", ``, 404, nil},
+		{"glance_image_unknown", "GET", "/image/v2/images/windows", ``, 404, nil},
+		{"actions_unknown_server", "GET", "/v2.1/servers/does-not-exist/os-instance-actions", ``, 404, nil},
+		{"action_unknown_request", "GET", "/v2.1/servers/" + id + "/os-instance-actions/req-nope", ``, 404, nil},
+		{"method_not_allowed", "PUT", "/v2.1/servers/" + id, `{}`, 405, nil},
+		{"method_not_allowed_list", "POST", "/v2.1/flavors", `{}`, 405, nil},
+		{"version_too_new", "GET", "/v2.1/servers", ``, 406, map[string]string{"X-OpenStack-Nova-API-Version": "2.96"}},
+		{"version_too_new_header", "GET", "/v2.1/servers", ``, 406, map[string]string{"OpenStack-API-Version": "compute 3.0"}},
+		{"version_malformed", "GET", "/v2.1/servers", ``, 400, map[string]string{"OpenStack-API-Version": "compute two"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := n.Call(t, c.method, c.path, c.body)
+			r := testnode.Call(t, n.Base, c.method, c.path, c.body, c.header)
 			if r.Code != c.code {
-				t.Fatalf("%d %s, want %d", r.Code, r.Raw, c.code)
+				t.Fatalf("%d %.300s, want %d", r.Code, r.Raw, c.code)
+			}
+			if c.code == http.StatusMethodNotAllowed && r.Header.Get("Allow") == "" {
+				t.Fatalf("405 without Allow")
 			}
 			golden(t, filepath.Join("testdata", "errors", c.name+".json"), normalize(r.Raw, id))
 		})
@@ -515,5 +555,195 @@ func TestStepsOutlastPluginRestarts(t *testing.T) {
 		if last := h[len(h)-1]; last.To != "DELETED" {
 			t.Fatalf("instance %s: history ends %s (%s), want DELETED", id, last.To, last.Message)
 		}
+	}
+}
+
+// Walking the list by its next links returns every server once, in
+// order, and ends: the last page has no link.
+func TestListPaging(t *testing.T) {
+	n := testnode.Start(t, testnode.Options{})
+	var want []string
+	for i := range 7 {
+		id, _ := n.Create(t, fmt.Sprintf("p-%d", i))
+		want = append(want, id)
+	}
+	for _, id := range want {
+		n.Settle(t, id)
+	}
+	// The default order is created_at desc; ids break ties the same way.
+	all := n.Call(t, "GET", "/v2.1/servers/detail", "")
+	var order []string
+	for _, s := range all.Body["servers"].([]any) {
+		order = append(order, s.(map[string]any)["id"].(string))
+	}
+	if len(order) != 7 || all.Body["servers_links"] != nil {
+		t.Fatalf("unpaged list: %d servers, links %v", len(order), all.Body["servers_links"])
+	}
+	for _, path := range []string{"/v2.1/servers?limit=3", "/v2.1/servers/detail?limit=3&sort_key=created_at"} {
+		var got []string
+		var pages []int
+		for next := n.Base + path; next != ""; {
+			r := testnode.Call(t, next, "GET", "", "", nil)
+			if r.Code != http.StatusOK {
+				t.Fatalf("%s: %d %s", next, r.Code, r.Raw)
+			}
+			servers := r.Body["servers"].([]any)
+			pages = append(pages, len(servers))
+			for _, s := range servers {
+				got = append(got, s.(map[string]any)["id"].(string))
+			}
+			next = ""
+			if l, ok := r.Body["servers_links"].([]any); ok {
+				link := l[0].(map[string]any)
+				if link["rel"] != "next" || !strings.HasPrefix(link["href"].(string), n.Base+"/v2.1/servers") {
+					t.Fatalf("next link %v", link)
+				}
+				next = link["href"].(string)
+			}
+			if len(pages) > 10 {
+				t.Fatalf("paging does not end: %v", pages)
+			}
+		}
+		if fmt.Sprint(pages) != "[3 3 1]" || fmt.Sprint(got) != fmt.Sprint(order) {
+			t.Fatalf("%s: pages %v, ids %v, want [3 3 1] and %v", path, pages, got, order)
+		}
+	}
+	// A page that ends exactly at the last server has no next link, and
+	// the page after the last server is empty.
+	if r := n.Call(t, "GET", "/v2.1/servers?limit=7", ""); r.Body["servers_links"] != nil {
+		t.Fatalf("a full last page has a next link: %v", r.Body["servers_links"])
+	}
+	if r := n.Call(t, "GET", "/v2.1/servers?marker="+order[6], ""); len(r.Body["servers"].([]any)) != 0 {
+		t.Fatalf("after the last server: %s", r.Raw)
+	}
+	// The native list pages the same way, and the client follows it.
+	r := n.Call(t, "GET", "/v1/instances?limit=4", "")
+	if len(r.Body["instances"].([]any)) != 4 || !strings.Contains(fmt.Sprint(r.Body["next"]), "marker="+order[3]) {
+		t.Fatalf("native page: %s", r.Raw)
+	}
+	ins, err := n.Client.ListInstances(context.Background(), url.Values{"limit": {"2"}, "name": {"^p-[0-5]$"}, "sort_key": {"display_name"}, "sort_dir": {"asc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, in := range ins {
+		names = append(names, in.Name)
+	}
+	if fmt.Sprint(names) != "[p-0 p-1 p-2 p-3 p-4 p-5]" {
+		t.Fatalf("client.ListInstances: %v", names)
+	}
+}
+
+// Every /v2.1 answer states the microversion it served; the version
+// document states the range, 2.1 to 2.1.
+func TestMicroversion(t *testing.T) {
+	n := testnode.Start(t, testnode.Options{})
+	for _, h := range []map[string]string{nil, {"X-OpenStack-Nova-API-Version": "latest"}, {"OpenStack-API-Version": "compute 2.1"}} {
+		r := testnode.Call(t, n.Base, "GET", "/v2.1/flavors", "", h)
+		if r.Code != http.StatusOK || r.Header.Get("X-OpenStack-Nova-API-Version") != "2.1" || r.Header.Get("OpenStack-API-Version") != "compute 2.1" {
+			t.Fatalf("%v: %d, headers %v", h, r.Code, r.Header)
+		}
+	}
+	v := n.Call(t, "GET", "/v2.1/", "").Body["version"].(map[string]any)
+	if v["version"] != "2.1" || v["min_version"] != "2.1" || v["status"] != "CURRENT" {
+		t.Fatalf("version document %v", v)
+	}
+	if r := n.Call(t, "GET", "/v1/instances", ""); r.Header.Get("X-OpenStack-Nova-API-Version") != "" {
+		t.Fatalf("the native API answered with a compute microversion")
+	}
+}
+
+// The catalogs as Nova's flavors, Nova's image proxy and Glance.
+func TestCatalogs(t *testing.T) {
+	n := testnode.Start(t, testnode.Options{})
+	cases := []struct {
+		path string
+		want string
+	}{
+		{"/v2.1/flavors", `{"flavors":[{"id":"m1.tiny","links":[{"href":"<base>/v2.1/flavors/m1.tiny","rel":"self"},{"href":"<base>/flavors/m1.tiny","rel":"bookmark"}],"name":"m1.tiny"},` +
+			`{"id":"m1.small","links":[{"href":"<base>/v2.1/flavors/m1.small","rel":"self"},{"href":"<base>/flavors/m1.small","rel":"bookmark"}],"name":"m1.small"},` +
+			`{"id":"m1.medium","links":[{"href":"<base>/v2.1/flavors/m1.medium","rel":"self"},{"href":"<base>/flavors/m1.medium","rel":"bookmark"}],"name":"m1.medium"}]}`},
+		{"/v2.1/flavors/m1.small", `{"flavor":{"OS-FLV-DISABLED:disabled":false,"OS-FLV-EXT-DATA:ephemeral":0,"disk":20,"id":"m1.small","links":[{"href":"<base>/v2.1/flavors/m1.small","rel":"self"},{"href":"<base>/flavors/m1.small","rel":"bookmark"}],"name":"m1.small","os-flavor-access:is_public":true,"ram":2048,"rxtx_factor":1,"swap":"","vcpus":1}}`},
+		{"/v2.1/flavors/detail?minRam=4096", `{"flavors":[{"OS-FLV-DISABLED:disabled":false,"OS-FLV-EXT-DATA:ephemeral":0,"disk":40,"id":"m1.medium","links":[{"href":"<base>/v2.1/flavors/m1.medium","rel":"self"},{"href":"<base>/flavors/m1.medium","rel":"bookmark"}],"name":"m1.medium","os-flavor-access:is_public":true,"ram":4096,"rxtx_factor":1,"swap":"","vcpus":2}]}`},
+		{"/v2.1/flavors?limit=1&marker=m1.tiny", `{"flavors":[{"id":"m1.small","links":[{"href":"<base>/v2.1/flavors/m1.small","rel":"self"},{"href":"<base>/flavors/m1.small","rel":"bookmark"}],"name":"m1.small"}],"flavors_links":[{"href":"<base>/v2.1/flavors?limit=1\u0026marker=m1.small","rel":"next"}]}`},
+		{"/v2.1/flavors?is_public=false", `{"flavors":[]}`},
+		{"/v2.1/flavors/m1.tiny/os-extra_specs", `{"extra_specs":{}}`},
+		{"/v2.1/images?name=debian-12", `{"images":[{"id":"debian-12","links":[{"href":"<base>/v2.1/images/debian-12","rel":"self"},{"href":"<base>/images/debian-12","rel":"bookmark"},{"href":"<base>/image/v2/images/debian-12","rel":"alternate","type":"application/vnd.openstack.image"}],"name":"debian-12"}]}`},
+		{"/v2.1/images/detail?minRam=1", `{"images":[{"created":"<time>","id":"debian-12","links":[{"href":"<base>/v2.1/images/debian-12","rel":"self"},{"href":"<base>/images/debian-12","rel":"bookmark"},{"href":"<base>/image/v2/images/debian-12","rel":"alternate","type":"application/vnd.openstack.image"}],"metadata":{},"minDisk":0,"minRam":1024,"name":"debian-12","progress":100,"status":"ACTIVE","updated":"<time>"}]}`},
+		{"/v2.1/images?os_hidden=true", `{"images":[]}`},
+		{"/image/v2/images/cirros", `{"checksum":null,"container_format":"bare","created_at":"<time>","disk_format":"raw","file":"/v2/images/cirros/file","id":"cirros","min_disk":0,"min_ram":0,"name":"cirros","os_hash_algo":null,"os_hash_value":null,"os_hidden":false,"owner":"lucid","protected":false,"schema":"/v2/schemas/image","self":"/v2/images/cirros","size":null,"status":"active","tags":[],"updated_at":"<time>","virtual_size":null,"visibility":"public"}`},
+		{"/image/v2/images?limit=1", `{"first":"/v2/images","images":[{"checksum":null,"container_format":"bare","created_at":"<time>","disk_format":"raw","file":"/v2/images/cirros/file","id":"cirros","min_disk":0,"min_ram":0,"name":"cirros","os_hash_algo":null,"os_hash_value":null,"os_hidden":false,"owner":"lucid","protected":false,"schema":"/v2/schemas/image","self":"/v2/images/cirros","size":null,"status":"active","tags":[],"updated_at":"<time>","virtual_size":null,"visibility":"public"}],"next":"/v2/images?limit=1\u0026marker=cirros","schema":"/v2/schemas/images"}`},
+		{"/image/v2/images?visibility=private", `{"first":"/v2/images","images":[],"schema":"/v2/schemas/images"}`},
+	}
+	stamp := regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
+	for _, c := range cases {
+		t.Run(c.path, func(t *testing.T) {
+			r := n.Call(t, "GET", c.path, "")
+			got := stamp.ReplaceAllString(strings.ReplaceAll(strings.TrimSpace(r.Raw), n.Base, "<base>"), "<time>")
+			if r.Code != http.StatusOK || got != c.want {
+				t.Fatalf("%d\n got %s\nwant %s", r.Code, got, c.want)
+			}
+		})
+	}
+}
+
+// Create stores metadata and the owner from the config's defaults; the
+// body of a server has Nova's keys only.
+func TestServerBody(t *testing.T) {
+	n := testnode.Start(t, testnode.Options{Extra: `defaults {
+  project_id = "proj-1"
+  user_id    = "user-1"
+}`})
+	r := n.Call(t, "POST", "/v2.1/servers", `{"server": {"name": "m", "flavorRef": "m1.tiny", "imageRef": "cirros", "metadata": {"role": "db", "empty": ""}, "min_count": "1", "max_count": 1, "networks": "none"}}`)
+	if r.Code != http.StatusAccepted {
+		t.Fatalf("create: %d %s", r.Code, r.Raw)
+	}
+	created := r.Body["server"].(map[string]any)
+	id := created["id"].(string)
+	if pw, _ := created["adminPass"].(string); len(pw) != 12 || created["OS-DCF:diskConfig"] != "MANUAL" || r.Header.Get("Location") != n.Base+"/v2.1/servers/"+id {
+		t.Fatalf("create answer %s, Location %s", r.Raw, r.Header.Get("Location"))
+	}
+	n.Settle(t, id)
+	s := n.Call(t, "GET", "/v2.1/servers/"+id, "").Body["server"].(map[string]any)
+	var keys []string
+	for k := range s {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	want := "[OS-DCF:diskConfig OS-EXT-SRV-ATTR:host OS-EXT-STS:power_state OS-EXT-STS:task_state OS-EXT-STS:vm_state accessIPv4 accessIPv6 addresses created flavor hostId id image key_name links metadata name os-extended-volumes:volumes_attached status tenant_id updated user_id]"
+	if fmt.Sprint(keys) != want {
+		t.Fatalf("server keys\n got %v\nwant %s", keys, want)
+	}
+	if fmt.Sprint(s["metadata"]) != "map[empty: role:db]" || s["tenant_id"] != "proj-1" || s["user_id"] != "user-1" || s["OS-EXT-STS:task_state"] != nil {
+		t.Fatalf("server %v", s)
+	}
+	in, _ := n.Client.Instance(context.Background(), id)
+	if in.Project != "proj-1" || in.User != "user-1" || in.Metadata["role"] != "db" {
+		t.Fatalf("native view %+v", in)
+	}
+}
+
+// Instance actions outlive the server: after a delete, both actions are
+// listed, newest first, with their steps.
+func TestInstanceActionsAfterDelete(t *testing.T) {
+	n := testnode.Start(t, testnode.Options{})
+	id, createReq := n.Create(t, "gone")
+	n.Settle(t, id)
+	del := n.Call(t, "DELETE", "/v2.1/servers/"+id, "")
+	n.Settle(t, id)
+	r := n.Call(t, "GET", "/v2.1/servers/"+id+"/os-instance-actions", "")
+	var got []string
+	for _, a := range r.Body["instanceActions"].([]any) {
+		a := a.(map[string]any)
+		got = append(got, fmt.Sprint(a["action"], " ", a["request_id"], " ", a["message"], " ", a["instance_uuid"] == id))
+	}
+	want := []string{"delete " + del.RequestID + " <nil> true", "create " + createReq + " <nil> true"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("actions of a deleted server\n got %v\nwant %v", got, want)
+	}
+	a := n.Call(t, "GET", "/v2.1/servers/"+id+"/os-instance-actions/"+del.RequestID, "").Body["instanceAction"].(map[string]any)
+	evs := a["events"].([]any)
+	if len(evs) != 1 || evs[0].(map[string]any)["event"] != "destroy" || evs[0].(map[string]any)["result"] != "Success" {
+		t.Fatalf("delete events %v", evs)
 	}
 }

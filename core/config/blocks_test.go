@@ -19,7 +19,10 @@ func parseSnippet(src string) (*config.Config, error) {
 	if !strings.Contains(src, "store {") {
 		src += "\nstore {\n  embedded { data_dir = \"data/etcd\" }\n}\n"
 	}
-	src += "\napi { listen = \"127.0.0.1:8774\" }\ndriver \"fake\" { plugin = \"bin/plugin\" }\n"
+	if !strings.Contains(src, "api {") {
+		src += "\napi { listen = \"127.0.0.1:8774\" }\n"
+	}
+	src += "\ndriver \"fake\" { plugin = \"bin/plugin\" }\n"
 	return config.Parse(filepath.Join("testdata", "snippet.hcl"), []byte(src))
 }
 
@@ -33,6 +36,10 @@ func TestBlocksValid(t *testing.T) {
 		got  func(*config.Config) any
 		want any
 	}{
+		{"defaults", "defaults {\n  project_id = \"p1\"\n  user_id    = \"u1\"\n}", func(c *config.Config) any { return [2]string{c.Defaults.ProjectID, c.Defaults.UserID} }, [2]string{"p1", "u1"}},
+		{"defaults unset", ``, func(c *config.Config) any { return [2]string{c.Defaults.ProjectID, c.Defaults.UserID} }, [2]string{"", ""}},
+		{"api max_limit", "api {\n  listen    = \"127.0.0.1:8774\"\n  max_limit = 50\n}", func(c *config.Config) any { return c.API.MaxLimit }, 50},
+		{"api max_limit unset", ``, func(c *config.Config) any { return c.API.MaxLimit }, 0},
 		{"lease_ttl", `lease_ttl = "10s"`, func(c *config.Config) any { return c.LeaseTTL }, 10 * time.Second},
 		{"lease_ttl minimum", `lease_ttl = "2s"`, func(c *config.Config) any { return c.LeaseTTL }, 2 * time.Second},
 		{"lease_ttl unset", ``, func(c *config.Config) any { return c.LeaseTTL }, time.Duration(0)},
@@ -153,6 +160,10 @@ func TestBlocksInvalid(t *testing.T) {
 		summary string
 		detail  string
 	}{
+		{"project_id with space", "defaults {\n  project_id = \"my project\"\n}", "2:3", "Invalid project_id", `project_id "my project" may not contain whitespace.`},
+		{"user_id empty", "defaults {\n  user_id = \"\"\n}", "2:3", "Invalid user_id", `user_id "" is empty.`},
+		{"project_id too long", "defaults {\n  project_id = \"" + strings.Repeat("p", 256) + "\"\n}", "2:3", "Invalid project_id", `project_id is 256 bytes long; at most 255 are allowed.`},
+		{"max_limit zero", "api {\n  listen    = \"127.0.0.1:8774\"\n  max_limit = 0\n}", "3:3", "Invalid max_limit", "max_limit must be at least 1; got 0."},
 		{"lease_ttl below minimum", `lease_ttl = "1s"`, "1:1", "lease_ttl too short", `lease_ttl "1s" is below the minimum "2s": etcd cannot keep a shorter lease alive reliably.`},
 		{"lease_ttl fraction", `lease_ttl = "2500ms"`, "1:1", "Invalid lease_ttl", `lease_ttl "2500ms" is not a whole number of seconds; etcd leases count seconds.`},
 		{"lease_ttl not a duration", `lease_ttl = "soon"`, "1:1", "Invalid duration", `"soon" is not a positive duration such as "200ms" or "30s".`},
