@@ -78,10 +78,11 @@ func (d *derivedAction) close(t time.Time, failed bool) {
 	d.open = nil
 }
 
-// deriveActions reads history as actions, oldest first. A record the API
-// wrote starts a step; a record of the driver, the policy or the
-// reconciler ends one, failed when it carries a message (the fault), and
-// the next step starts when the record moves to it. A step still open
+// deriveActions reads history as actions, oldest first. A record that
+// starts an action (see starts) opens its first step; any other record
+// (the driver's, the policy's, the reconciler's) ends the open step,
+// failed when it carries a message (the fault), and the next step starts
+// when the record moves to it. A step still open
 // when another request's record arrives was pre-empted (by a delete).
 // inFlight is the instance's transition, nil if none or if it is gone: an
 // action that wrote no record yet (confirmResize shows no step) is listed
@@ -99,7 +100,7 @@ func deriveActions(h []instance.HistoryRecord, inFlight *instance.Transition) []
 		if d.user == "" {
 			d.user = rec.User
 		}
-		if rec.Cause == instance.CauseAPI {
+		if starts(rec, len(d.events) == 0 && d.open == nil) {
 			for _, other := range out {
 				if other != d && other.open != nil {
 					other.close(rec.At, true)
@@ -128,6 +129,18 @@ func deriveActions(h []instance.HistoryRecord, inFlight *instance.Transition) []
 		out = append(out, &derivedAction{action: t.Action, requestID: t.RequestID, start: t.StartedAt, open: &at})
 	}
 	return out
+}
+
+// starts reports whether rec starts its action's first step rather than
+// ending one: every record the API writes does, and so does the first
+// record of an action someone else began (the reconciler enforcing the
+// record) when it moves to the action's first status.
+func starts(rec instance.HistoryRecord, first bool) bool {
+	if rec.Cause == instance.CauseAPI {
+		return true
+	}
+	spec, err := instance.Lookup(rec.Action)
+	return first && err == nil && len(spec.Steps) > 0 && spec.Steps[0].Status != "" && spec.Steps[0].Status == rec.To
 }
 
 // view is the Nova view of d; events only when asked.

@@ -198,6 +198,10 @@ func TestDeriveActions(t *testing.T) {
 			h(5, "BUILD", "DELETING", "delete", "api", "r2", ""),
 			h(6, "DELETING", "DELETED", "delete", "driver", "r2", ""),
 		}, nil, "create r1 pre-empted by delete (request r2) [spawn 1-5 Error]; delete r2 <nil> [destroy 5-6 Success]"},
+		{"the reconciler enforcing a stop", []instance.HistoryRecord{
+			{At: at(1), From: "ACTIVE", To: "STOPPING", Action: "stop", Cause: "reconciler", RequestID: "r1", Message: "enforce: the VM is off"},
+			h(2, "STOPPING", "SHUTOFF", "stop", "driver", "r1", ""),
+		}, nil, "stop r1 <nil> [power_off 1-2 Success]"},
 		{"a step in flight has no finish", []instance.HistoryRecord{
 			h(1, "", "BUILD", "create", "api", "r1", ""),
 		}, &instance.Transition{Action: "create", RequestID: "r1", StartedAt: at(1), StepStartedAt: at(1)},
