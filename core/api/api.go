@@ -185,6 +185,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if isCompute(r.URL.Path) {
 		v, err := negotiate(r.Header)
 		setVersionHeaders(w.Header(), v)
+		r = r.WithContext(context.WithValue(r.Context(), versionKey{}, v))
 		if err != nil {
 			s.writeError(sw, r, err)
 			s.logAccess(r, sw.code, start, rid)
@@ -242,7 +243,7 @@ func (s *Server) version(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"version": versionDoc(r)})
 }
 
-// versionDoc states the microversion range Lucid serves: exactly 2.1.
+// versionDoc states the microversion range Lucid serves.
 func versionDoc(r *http.Request) map[string]any {
 	return map[string]any{
 		"id": "v2.1", "status": "CURRENT", "version": maxVersion.String(), "min_version": minVersion.String(),

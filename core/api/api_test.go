@@ -255,7 +255,7 @@ func TestBadRequests(t *testing.T) {
 		{"action_unknown_request", "GET", "/v2.1/servers/" + id + "/os-instance-actions/req-nope", ``, 404, nil},
 		{"method_not_allowed", "PUT", "/v2.1/servers/" + id, `{}`, 405, nil},
 		{"method_not_allowed_list", "POST", "/v2.1/flavors", `{}`, 405, nil},
-		{"version_too_new", "GET", "/v2.1/servers", ``, 406, map[string]string{"X-OpenStack-Nova-API-Version": "2.96"}},
+		{"version_too_new", "GET", "/v2.1/servers", ``, 406, map[string]string{"X-OpenStack-Nova-API-Version": "2.22"}},
 		{"version_too_new_header", "GET", "/v2.1/servers", ``, 406, map[string]string{"OpenStack-API-Version": "compute 3.0"}},
 		{"version_malformed", "GET", "/v2.1/servers", ``, 400, map[string]string{"OpenStack-API-Version": "compute two"}},
 	}
@@ -635,18 +635,47 @@ func TestListPaging(t *testing.T) {
 }
 
 // Every /v2.1 answer states the microversion it served; the version
-// document states the range, 2.1 to 2.1.
+// document states the range, 2.1 to 2.21; a server's body follows the
+// version (locked from 2.9, description from 2.19).
 func TestMicroversion(t *testing.T) {
 	n := testnode.Start(t, testnode.Options{})
-	for _, h := range []map[string]string{nil, {"X-OpenStack-Nova-API-Version": "latest"}, {"OpenStack-API-Version": "compute 2.1"}} {
-		r := testnode.Call(t, n.Base, "GET", "/v2.1/flavors", "", h)
-		if r.Code != http.StatusOK || r.Header.Get("X-OpenStack-Nova-API-Version") != "2.1" || r.Header.Get("OpenStack-API-Version") != "compute 2.1" {
-			t.Fatalf("%v: %d, headers %v", h, r.Code, r.Header)
+	id, _ := n.Create(t, "mv")
+	n.Settle(t, id)
+	for _, c := range []struct {
+		header map[string]string
+		served string
+		extra  string
+	}{
+		{nil, "2.1", "[]"},
+		{map[string]string{"X-OpenStack-Nova-API-Version": "2.8"}, "2.8", "[]"},
+		{map[string]string{"X-OpenStack-Nova-API-Version": "2.9"}, "2.9", "[locked:false]"},
+		{map[string]string{"OpenStack-API-Version": "compute 2.19"}, "2.19", "[description:<nil> locked:false]"},
+		{map[string]string{"X-OpenStack-Nova-API-Version": "latest"}, "2.21", "[description:<nil> locked:false]"},
+	} {
+		r := testnode.Call(t, n.Base, "GET", "/v2.1/servers/"+id, "", c.header)
+		if r.Code != http.StatusOK || r.Header.Get("X-OpenStack-Nova-API-Version") != c.served || r.Header.Get("OpenStack-API-Version") != "compute "+c.served {
+			t.Fatalf("%v: %d, headers %v", c.header, r.Code, r.Header)
+		}
+		s := r.Body["server"].(map[string]any)
+		var extra []string
+		for _, k := range []string{"description", "locked"} {
+			if v, ok := s[k]; ok {
+				extra = append(extra, fmt.Sprintf("%s:%v", k, v))
+			}
+		}
+		if fmt.Sprint(extra) != c.extra {
+			t.Fatalf("at %s: %v, want %s", c.served, extra, c.extra)
 		}
 	}
 	v := n.Call(t, "GET", "/v2.1/", "").Body["version"].(map[string]any)
-	if v["version"] != "2.1" || v["min_version"] != "2.1" || v["status"] != "CURRENT" {
+	if v["version"] != "2.21" || v["min_version"] != "2.1" || v["status"] != "CURRENT" {
 		t.Fatalf("version document %v", v)
+	}
+	// A description is refused, not dropped.
+	r := testnode.Call(t, n.Base, "POST", "/v2.1/servers", `{"server": {"name": "d", "flavorRef": "m1.tiny", "imageRef": "cirros", "description": "x"}}`,
+		map[string]string{"X-OpenStack-Nova-API-Version": "2.19", "Content-Type": "application/json"})
+	if r.Code != http.StatusBadRequest || !strings.Contains(r.Raw, "server.description not supported") {
+		t.Fatalf("create with a description: %d %s", r.Code, r.Raw)
 	}
 	if r := n.Call(t, "GET", "/v1/instances", ""); r.Header.Get("X-OpenStack-Nova-API-Version") != "" {
 		t.Fatalf("the native API answered with a compute microversion")

@@ -19,13 +19,38 @@ func (v microversion) less(o microversion) bool {
 	return v.major < o.major || v.major == o.major && v.minor < o.minor
 }
 
-// The microversions Lucid serves: 2.1 only, so every body is 2.1's. The
-// version document says so, and clients that negotiate (novaclient's
-// "2.latest") settle on 2.1.
+// The microversions Lucid serves: 2.1 to 2.21. What changes in that
+// range for the resources Lucid has: 2.9 adds "locked" to a server (Lucid
+// has no locking: false), 2.19 adds "description" (Lucid stores none:
+// null, and a request that sets one is refused), 2.21 lists a deleted
+// server's instance actions (which Lucid does at every version, since
+// history outlives the instance). The other changes of 2.2-2.21 concern
+// resources Lucid does not serve, and the optional attributes of 2.3 and
+// 2.16 are left out.
 var (
 	minVersion = microversion{2, 1}
-	maxVersion = microversion{2, 1}
+	maxVersion = microversion{2, 21}
 )
+
+// Versions at which a server body changes.
+var (
+	versionLocked      = microversion{2, 9}
+	versionDescription = microversion{2, 19}
+)
+
+type versionKey struct{}
+
+// requestVersion is the microversion negotiated for r (the lowest for a
+// request outside /v2.1).
+func requestVersion(r *http.Request) microversion {
+	if v, ok := r.Context().Value(versionKey{}).(microversion); ok {
+		return v
+	}
+	return minVersion
+}
+
+// atLeast reports whether r was negotiated at v or later.
+func atLeast(r *http.Request, v microversion) bool { return !requestVersion(r).less(v) }
 
 // negotiate reads the requested microversion, as Nova does: the
 // OpenStack-API-Version header ("compute 2.1", possibly among other
@@ -57,7 +82,7 @@ func negotiate(h http.Header) (microversion, error) {
 	}
 	v, ok := parseMicroversion(raw)
 	if !ok {
-		return minVersion, fmt.Errorf("%w: %s: %q is not a microversion; use \"2.1\" or \"latest\"", instance.ErrInvalid, header, raw)
+		return minVersion, fmt.Errorf("%w: %s: %q is not a microversion; use one such as \"2.1\", or \"latest\"", instance.ErrInvalid, header, raw)
 	}
 	if v.less(minVersion) || maxVersion.less(v) {
 		return minVersion, fmt.Errorf("%w: Version %s is not supported by the API. Minimum is %s and maximum is %s.", errVersionNotAllowed, v, minVersion, maxVersion)

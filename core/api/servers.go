@@ -421,7 +421,9 @@ func orNothing(raw json.RawMessage) string {
 }
 
 // serverBasic is Nova's basic server view (what rebuild answers with):
-// only keys of tempest's common_show_server schema.
+// only keys of tempest's common_show_server schema, and from 2.9 locked
+// (false: Lucid has no locking), from 2.19 description (null: Lucid
+// stores none).
 func serverBasic(r *http.Request, rec store.Record) map[string]any {
 	st := rec.State
 	md := st.Metadata
@@ -445,6 +447,12 @@ func serverBasic(r *http.Request, rec store.Record) map[string]any {
 		"accessIPv6":        "",
 		"links":             selfAndBookmark(r, "servers", st.ID),
 		"OS-DCF:diskConfig": diskConfig,
+	}
+	if atLeast(r, versionLocked) {
+		v["locked"] = false
+	}
+	if atLeast(r, versionDescription) {
+		v["description"] = nil
 	}
 	if rec.Err != nil {
 		v["fault"] = map[string]any{"code": 500, "message": "the stored record cannot be read; see /v1/instances/" + st.ID, "created": timestamp(st.UpdatedAt)}

@@ -343,6 +343,13 @@ func openstackFlow(t *testing.T, n *testnode.Node, rec *recorder, c clientsRun, 
 		}
 	}
 
+	// A later microversion: the body grows locked and description, and
+	// validate.py checks it against that version's schema.
+	show = jsonOut[map[string]any](t, c.openstack(t, "--os-compute-api-version", "2.19", "server", "show", "web-1", "-f", "json"))
+	if show["status"] != "ACTIVE" || show["locked"] != false {
+		t.Fatalf("server show at 2.19: %v", show)
+	}
+
 	settled := func(want string) client.Instance {
 		t.Helper()
 		in := n.Settle(t, id)
@@ -486,5 +493,9 @@ func novaFlow(t *testing.T, n *testnode.Node, rec *recorder, c clientsRun) {
 	n.Settle(t, id)
 	if st := n.Status(t, id); st != "404" {
 		t.Fatalf("after nova delete: %s", st)
+	}
+	// novaclient negotiated 2.21, so it lists a deleted server's actions.
+	if got := column(c.nova(t, "instance-action-list", id), 0); !slices.Equal(got, []string{"create", "stop", "start", "reboot", "delete"}) {
+		t.Fatalf("nova instance-action-list of the deleted server: %v", got)
 	}
 }

@@ -7,11 +7,12 @@ Each line of RECORDS.jsonl is one exchange the compatibility suite caused
 (written by its recording proxy): method, path, query, request body,
 status, response headers and body. Every exchange must match a schema:
 
-- a 2xx/3xx /v2.1 (or version root) answer: tempest's compute v2.1
-  response schema for its route, checked with tempest's own
+- a 2xx/3xx /v2.1 (or version root) answer: tempest's compute response
+  schema for its route at the microversion the answer states (chosen as
+  tempest's service clients choose it), checked with tempest's own
   RestClient.validate_response (status code, body, its jsonschema
-  validator and format checkers); a /v2.1 answer must also state the
-  microversion it served in both headers;
+  validator and format checkers); a /v2.1 answer must state the
+  microversion it served, the same in both headers;
 - a 5xx answer is a failure whatever the route;
 - a 4xx answer: Nova's error body, {"<kind>": {"code": <status>,
   "message": "..."}} with nothing else;
@@ -32,42 +33,69 @@ import sys
 import jsonschema
 from tempest.lib.api_schema.response.compute.v2_1 import (
     flavors, flavors_extra_specs, images, servers, versions)
-from tempest.lib.common import jsonschema_validator, rest_client
+from tempest.lib.common import api_version_request, jsonschema_validator, rest_client
 from tempest.lib import exceptions
+from tempest.lib.services.compute import flavors_client, servers_client
 
 ID = r'[^/]+'
 
-# (method, path regex, schema name, schema); the first match wins. A
-# POST to /action is resolved by the action key of the request body.
+# A versioned schema is chosen as tempest's service clients choose it,
+# from their schema_versions_info and the microversion the answer states;
+# the others are v2.1's, as tempest uses them at every version.
+SERVERS = servers_client.ServersClient.schema_versions_info
+FLAVORS = flavors_client.FlavorsClient.schema_versions_info
+
+# (method, path regex, versions or module, schema attribute); the first
+# match wins. A POST to /action is resolved by the action key of the
+# request body.
 ROUTES = [
-    ('GET', r'/', 'versions.list_versions', versions.list_versions),
-    ('GET', r'/v2\.1/?', 'versions.get_one_version', versions.get_one_version),
-    ('POST', r'/v2\.1/servers', 'servers.create_server_with_admin_pass', servers.create_server_with_admin_pass),
-    ('GET', r'/v2\.1/servers', 'servers.list_servers', servers.list_servers),
-    ('GET', r'/v2\.1/servers/detail', 'servers.list_servers_detail', servers.list_servers_detail),
-    ('GET', r'/v2\.1/servers/' + ID, 'servers.get_server', servers.get_server),
-    ('DELETE', r'/v2\.1/servers/' + ID, 'servers.delete_server', servers.delete_server),
-    ('POST', r'/v2\.1/servers/' + ID + '/action', 'action', None),
-    ('GET', r'/v2\.1/servers/' + ID + '/os-instance-actions', 'servers.list_instance_actions', servers.list_instance_actions),
-    ('GET', r'/v2\.1/servers/' + ID + '/os-instance-actions/' + ID, 'servers.show_instance_action', servers.show_instance_action),
-    ('GET', r'/v2\.1/flavors', 'flavors.list_flavors', flavors.list_flavors),
-    ('GET', r'/v2\.1/flavors/detail', 'flavors.list_flavors_details', flavors.list_flavors_details),
-    ('GET', r'/v2\.1/flavors/' + ID, 'flavors.create_update_get_flavor_details', flavors.create_update_get_flavor_details),
-    ('GET', r'/v2\.1/flavors/' + ID + '/os-extra_specs', 'flavors_extra_specs.set_get_flavor_extra_specs', flavors_extra_specs.set_get_flavor_extra_specs),
-    ('GET', r'/v2\.1/images', 'images.list_images', images.list_images),
-    ('GET', r'/v2\.1/images/detail', 'images.list_images_details', images.list_images_details),
-    ('GET', r'/v2\.1/images/' + ID, 'images.get_image', images.get_image),
+    ('GET', r'/', versions, 'list_versions'),
+    ('GET', r'/v2\.1/?', versions, 'get_one_version'),
+    ('POST', r'/v2\.1/servers', servers, 'create_server_with_admin_pass'),
+    ('GET', r'/v2\.1/servers', SERVERS, 'list_servers'),
+    ('GET', r'/v2\.1/servers/detail', SERVERS, 'list_servers_detail'),
+    ('GET', r'/v2\.1/servers/' + ID, SERVERS, 'get_server'),
+    ('DELETE', r'/v2\.1/servers/' + ID, servers, 'delete_server'),
+    ('POST', r'/v2\.1/servers/' + ID + '/action', None, 'action'),
+    ('GET', r'/v2\.1/servers/' + ID + '/os-instance-actions', servers, 'list_instance_actions'),
+    ('GET', r'/v2\.1/servers/' + ID + '/os-instance-actions/' + ID, SERVERS, 'show_instance_action'),
+    ('GET', r'/v2\.1/flavors', FLAVORS, 'list_flavors'),
+    ('GET', r'/v2\.1/flavors/detail', FLAVORS, 'list_flavors_details'),
+    ('GET', r'/v2\.1/flavors/' + ID, FLAVORS, 'create_update_get_flavor_details'),
+    ('GET', r'/v2\.1/flavors/' + ID + '/os-extra_specs', flavors_extra_specs, 'set_get_flavor_extra_specs'),
+    ('GET', r'/v2\.1/images', images, 'list_images'),
+    ('GET', r'/v2\.1/images/detail', images, 'list_images_details'),
+    ('GET', r'/v2\.1/images/' + ID, images, 'get_image'),
 ]
 
 ACTIONS = {
-    'os-stop': ('servers.server_actions_common_schema', servers.server_actions_common_schema),
-    'os-start': ('servers.server_actions_common_schema', servers.server_actions_common_schema),
-    'reboot': ('servers.server_actions_common_schema', servers.server_actions_common_schema),
-    'resize': ('servers.server_actions_common_schema', servers.server_actions_common_schema),
-    'revertResize': ('servers.server_actions_common_schema', servers.server_actions_common_schema),
-    'confirmResize': ('servers.server_actions_confirm_resize', servers.server_actions_confirm_resize),
-    'rebuild': ('servers.rebuild_server_with_admin_pass', servers.rebuild_server_with_admin_pass),
+    'os-stop': (servers, 'server_actions_common_schema'),
+    'os-start': (servers, 'server_actions_common_schema'),
+    'reboot': (servers, 'server_actions_common_schema'),
+    'resize': (servers, 'server_actions_common_schema'),
+    'revertResize': (servers, 'server_actions_common_schema'),
+    'confirmResize': (servers, 'server_actions_confirm_resize'),
+    'rebuild': (SERVERS, 'rebuild_server_with_admin_pass'),
 }
+
+
+def schema_for(source, attr, version):
+    """Returns (name, schema) of attr in source (a module or a
+    schema_versions_info) at microversion version."""
+    module = source
+    if isinstance(source, list):
+        v = api_version_request.APIVersionRequest(version)
+        module = None
+        for item in source:
+            if v.matches(api_version_request.APIVersionRequest(item['min']),
+                         api_version_request.APIVersionRequest(item['max'])):
+                module = item['schema']
+                break
+        if module is None:
+            return None, None
+    name = '.'.join(module.__name__.split('.')[-2:]) + '.' + attr
+    return name, getattr(module, attr)
+
 
 NOVA_ERROR = {
     'type': 'object', 'minProperties': 1, 'maxProperties': 1,
@@ -124,8 +152,16 @@ class Resp(dict):
         self.status = status
 
 
-def route(method, path, table):
-    for m, pattern, name, schema in table:
+def route(method, path, version, request_body):
+    for m, pattern, source, attr in ROUTES:
+        if m == method and re.fullmatch(pattern, path):
+            if attr == 'action':
+                keys = list(json.loads(request_body or '{}'))
+                source, attr = ACTIONS.get(keys[0] if len(keys) == 1 else None, (None, None))
+                if source is None:
+                    return None, None
+            return schema_for(source, attr, version)
+    for m, pattern, name, schema in GLANCE:
         if m == method and re.fullmatch(pattern, path):
             return name, schema
     return None, None
@@ -142,9 +178,11 @@ def check(ex):
         body = json.loads(raw) if raw else None
     except ValueError as e:
         return None, 'body is not JSON (%s): %r' % (e, raw[:200])
+    version = '2.1'
     if path == '/v2.1' or path.startswith('/v2.1/'):
-        if lower.get('x-openstack-nova-api-version') != '2.1' or lower.get('openstack-api-version') != 'compute 2.1':
-            return None, 'missing or wrong microversion headers: %r' % headers
+        version = lower.get('x-openstack-nova-api-version', '')
+        if not re.fullmatch(r'2\.\d+', version) or lower.get('openstack-api-version') != 'compute ' + version:
+            return None, 'missing or inconsistent microversion headers: %r' % headers
     if status >= 500 or status < 200:
         return None, 'the suite caused a %d: %r' % (status, raw[:300])
     if 400 <= status < 500:
@@ -155,10 +193,7 @@ def check(ex):
         if list(body.values())[0]['code'] != status:
             return 'nova.error', 'error body code %r differs from the status %d' % (body, status)
         return 'nova.error', None
-    name, schema = route(method, path, ROUTES + GLANCE)
-    if name == 'action':
-        keys = list(json.loads(ex['request_body'] or '{}'))
-        name, schema = ACTIONS.get(keys[0] if len(keys) == 1 else None, (None, None))
+    name, schema = route(method, path, version, ex['request_body'])
     if schema is None:
         return None, 'no schema for %s %s -> %d' % (method, path, status)
     try:
