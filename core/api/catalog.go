@@ -161,14 +161,16 @@ func flavorDetail(r *http.Request, f instance.Flavor) map[string]any {
 
 // imageFilter is the part of an image list query both image APIs share.
 type imageFilter struct {
-	name             string
-	hasName          bool
-	minRAM, minDisk  int
-	hidden, inactive bool
+	name            string
+	hasName         bool
+	minRAM, minDisk int
+	// nothing is set by a filter no catalog image matches: they are all
+	// active, public and visible.
+	nothing bool
 }
 
 func (f imageFilter) keep(i lifecycle.CatalogImage) bool {
-	return !f.hidden && !f.inactive && (!f.hasName || i.Name == f.name) && i.MinRAMMB >= f.minRAM && i.MinDiskGB >= f.minDisk
+	return !f.nothing && (!f.hasName || i.Name == f.name) && i.MinRAMMB >= f.minRAM && i.MinDiskGB >= f.minDisk
 }
 
 // boolParam reads an optional boolean parameter.
@@ -199,15 +201,16 @@ func (s *Server) listImages(detail bool) http.HandlerFunc {
 		if f.minRAM, _, err = intParam(q, "minRam"); err == nil {
 			f.minDisk, _, err = intParam(q, "minDisk")
 		}
+		var hidden bool
 		if err == nil {
-			f.hidden, err = boolParam(q, "os_hidden")
+			hidden, err = boolParam(q, "os_hidden")
 		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if v, ok := single(q, "status"); ok && !strings.EqualFold(v, "ACTIVE") {
-			f.inactive = true // every catalog image is ACTIVE
+		if v, ok := single(q, "status"); hidden || ok && !strings.EqualFold(v, "ACTIVE") {
+			f.nothing = true
 		}
 		s.writeImages(w, r, f, detail)
 	}
@@ -290,20 +293,20 @@ func (s *Server) glanceListImages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var f imageFilter
-	var err error
 	f.name, f.hasName = single(q, "name")
-	if f.hidden, err = boolParam(q, "os_hidden"); err != nil {
+	hidden, err := boolParam(q, "os_hidden")
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if v, ok := single(q, "status"); ok && v != "active" {
-		f.inactive = true
+	if v, ok := single(q, "status"); hidden || ok && v != "active" {
+		f.nothing = true
 	}
 	if v, ok := single(q, "visibility"); ok {
 		switch v {
 		case "public", "all":
 		case "private", "shared", "community":
-			f.inactive = true // every catalog image is public
+			f.nothing = true
 		default:
 			s.writeError(w, r, fmt.Errorf("%w: visibility must be public, private, shared, community or all, not %q", instance.ErrInvalid, v))
 			return
