@@ -127,6 +127,9 @@ driver "fake" {
 policy "validate" {
   module   = %q
   settings = %s
+  # Production's 100ms budget is not meant for a loaded CI machine
+  # running the race detector; tests of the limit set their own.
+  timeout  = "5s"
 %s}
 %s
 `, name, testenv.CacheDir(t), storeBlock, testenv.Binary(t, plugin), opts.Driver, testenv.Wasm(t, module), validate, fallback, opts.Extra)
