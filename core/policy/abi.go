@@ -3,6 +3,8 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/lucid-project/lucid/core/instance"
@@ -63,38 +65,138 @@ type Verdict struct {
 	Reason string
 }
 
-// Observation is what the hypervisor reports about an instance.
-type Observation struct {
-	Present    bool                `json:"present"`
-	PowerState instance.PowerState `json:"power_state,omitempty"`
+// ReconcileCase says why the reconciler asks: what kind of disagreement
+// between the record and the hypervisor it found.
+type ReconcileCase string
+
+// The reconcile cases.
+const (
+	// CasePowerMismatch: record and VM power disagree (the record says
+	// ACTIVE and the VM is shut down, crashed or paused, or the record
+	// says SHUTOFF and the VM runs).
+	CasePowerMismatch ReconcileCase = "power_mismatch"
+	// CaseError: the record is ERROR and the hypervisor has the VM.
+	CaseError ReconcileCase = "error"
+	// CaseVanished: the record exists, the driver does not know the VM.
+	CaseVanished ReconcileCase = "vanished"
+	// CaseUnmanaged: the driver has a VM that no record names.
+	CaseUnmanaged ReconcileCase = "unmanaged"
+	// CaseStuck: a transition's step outlived its step timeout.
+	CaseStuck ReconcileCase = "stuck"
+	// CaseOrphan: a transition whose owner node's lease expired.
+	CaseOrphan ReconcileCase = "orphan"
+)
+
+// caseDecisions is, for each case, the decisions a policy may answer, and
+// how a correction without a status is completed. Flag and leave are valid
+// everywhere (they are also the fallbacks); enforce only where "drive the
+// VM back to the record" has a meaning; rollback and adopt only for an
+// orphaned transition.
+var caseDecisions = map[ReconcileCase]struct {
+	kinds []DecisionKind
+	// correct derives the status of a correction that named none; nil
+	// when correct is not allowed.
+	correct func(ReconcileRequest) instance.Status
+}{
+	CasePowerMismatch: {[]DecisionKind{DecisionCorrect, DecisionFlag, DecisionLeave, DecisionEnforce}, followVM},
+	CaseError:         {[]DecisionKind{DecisionCorrect, DecisionFlag, DecisionLeave}, followVM},
+	CaseVanished:      {[]DecisionKind{DecisionCorrect, DecisionFlag, DecisionLeave}, toError},
+	CaseUnmanaged:     {[]DecisionKind{DecisionFlag, DecisionLeave}, nil},
+	CaseStuck:         {[]DecisionKind{DecisionCorrect, DecisionFlag, DecisionLeave}, toError},
+	CaseOrphan:        {[]DecisionKind{DecisionCorrect, DecisionFlag, DecisionLeave, DecisionRollback, DecisionAdopt}, toError},
 }
 
-// ReconcileRequest asks what to do when the record and the hypervisor
-// disagree, or when a transition lost its node (Orphan).
+// followVM corrects the record to what the VM does: ACTIVE if it runs,
+// SHUTOFF otherwise.
+func followVM(r ReconcileRequest) instance.Status {
+	if r.Observed.PowerState == instance.Running {
+		return instance.StatusActive
+	}
+	return instance.StatusShutoff
+}
+
+func toError(ReconcileRequest) instance.Status { return instance.StatusError }
+
+// Observation is what the hypervisor reports about a VM.
+type Observation struct {
+	// Present is false when the driver does not know the VM.
+	Present    bool                `json:"present"`
+	PowerState instance.PowerState `json:"power_state,omitempty"`
+	// ID is the driver's identifier of the VM (for an unmanaged VM, the
+	// only name it has).
+	ID string `json:"id,omitempty"`
+}
+
+// ReconcileRequest asks what to do about one disagreement the reconciler
+// found. Reconcile refuses (ErrRequest) a request whose fields do not fit
+// its Case: Instance and Status are set except for CaseUnmanaged,
+// Transition is set exactly for CaseStuck and CaseOrphan, LostNode is set
+// for CaseOrphan.
 type ReconcileRequest struct {
-	Now         time.Time
-	Instance    instance.State
-	Transition  *instance.Transition
-	Observed    Observation
-	Disagreeing time.Duration // how long record and hypervisor have disagreed
-	Orphan      bool
+	Now  time.Time // zero means the host's current time
+	Case ReconcileCase
+	// Node is the node asking.
+	Node string
+	// Instance is the record; nil for CaseUnmanaged.
+	Instance *instance.State
+	// Transition is the stuck or orphaned transition; nil otherwise.
+	Transition *instance.Transition
+	// Status is the record's derived status; "" for CaseUnmanaged.
+	Status   instance.Status
+	Observed Observation
+	// Disagreeing is how long this disagreement has been seen; for
+	// CaseStuck, how long the step is past its deadline.
+	Disagreeing time.Duration
+	// LostNode is, for CaseOrphan, the node whose lease expired.
+	LostNode string
+	// CanAdopt is, for CaseOrphan, whether the asking node can resume the
+	// transition (it has the same driver).
+	CanAdopt bool
+}
+
+// check reports a request that does not fit its case.
+func (r ReconcileRequest) check() error {
+	if _, ok := caseDecisions[r.Case]; !ok {
+		return fmt.Errorf("%w: unknown reconcile case %q", ErrRequest, r.Case)
+	}
+	switch {
+	case r.Case == CaseUnmanaged && r.Instance != nil:
+		return fmt.Errorf("%w: case %s with an instance record", ErrRequest, r.Case)
+	case r.Case != CaseUnmanaged && r.Instance == nil:
+		return fmt.Errorf("%w: case %s without an instance record", ErrRequest, r.Case)
+	case r.Case != CaseUnmanaged && r.Status == "":
+		return fmt.Errorf("%w: case %s without the record's status", ErrRequest, r.Case)
+	case (r.Case == CaseStuck || r.Case == CaseOrphan) && r.Transition == nil:
+		return fmt.Errorf("%w: case %s without a transition", ErrRequest, r.Case)
+	case r.Case != CaseStuck && r.Case != CaseOrphan && r.Transition != nil:
+		return fmt.Errorf("%w: case %s with a transition (only stuck and orphan have one)", ErrRequest, r.Case)
+	case r.Case == CaseOrphan && r.LostNode == "":
+		return fmt.Errorf("%w: case %s without the lost node", ErrRequest, r.Case)
+	}
+	return nil
 }
 
 // DecisionKind is what the reconciler should do.
 type DecisionKind string
 
-// The reconcile decisions; a module answering anything else is in error.
+// The reconcile decisions; a module answering anything else, or a decision
+// its case does not allow, is in error (see Module.Reconcile).
 const (
-	DecisionCorrect DecisionKind = "correct" // rewrite the record to Decision.Status
-	DecisionFlag    DecisionKind = "flag"    // record the mismatch, change nothing
-	DecisionLeave   DecisionKind = "leave"   // do nothing
-	DecisionEnforce DecisionKind = "enforce" // drive the hypervisor to the record
+	DecisionCorrect  DecisionKind = "correct"  // rewrite the record to Decision.Status
+	DecisionFlag     DecisionKind = "flag"     // record the mismatch, change nothing
+	DecisionLeave    DecisionKind = "leave"    // do nothing
+	DecisionEnforce  DecisionKind = "enforce"  // drive the VM back to the record
+	DecisionRollback DecisionKind = "rollback" // orphan: end the transition at its origin
+	DecisionAdopt    DecisionKind = "adopt"    // orphan: the asking node resumes it
 )
 
-// Decision is the answer to a ReconcileRequest.
+// Decision is the answer to a ReconcileRequest. Status is set for
+// DecisionCorrect (the policy's, or derived from the case when the policy
+// named none) and DecisionRollback (the transition's origin), and empty
+// otherwise.
 type Decision struct {
 	Kind   DecisionKind
-	Status instance.Status // required for DecisionCorrect
+	Status instance.Status
 	Reason string
 }
 
@@ -113,11 +215,15 @@ type (
 	reconcileWire struct {
 		ABI           int                  `json:"abi"`
 		Now           time.Time            `json:"now"`
-		Instance      instance.State       `json:"instance"`
+		Case          ReconcileCase        `json:"case"`
+		Node          string               `json:"node"`
+		Instance      *instance.State      `json:"instance"`
 		Transition    *instance.Transition `json:"transition"`
+		Status        instance.Status      `json:"status"`
 		Observed      Observation          `json:"observed"`
 		DisagreeingMS int64                `json:"disagreeing_ms"`
-		Orphan        bool                 `json:"orphan,omitempty"`
+		LostNode      string               `json:"lost_node"`
+		CanAdopt      bool                 `json:"can_adopt"`
 	}
 	verdictWire struct {
 		Allow  *bool  `json:"allow"`
@@ -150,8 +256,9 @@ func (r ReconcileRequest) wire() reconcileWire {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	return reconcileWire{ABI: ABIVersion, Now: now.UTC(), Instance: r.Instance, Transition: r.Transition,
-		Observed: r.Observed, DisagreeingMS: r.Disagreeing.Milliseconds(), Orphan: r.Orphan}
+	return reconcileWire{ABI: ABIVersion, Now: now.UTC(), Case: r.Case, Node: r.Node, Instance: r.Instance,
+		Transition: r.Transition, Status: r.Status, Observed: r.Observed,
+		DisagreeingMS: r.Disagreeing.Milliseconds(), LostNode: r.LostNode, CanAdopt: r.CanAdopt}
 }
 
 // parseVerdict decodes a validate response. A response without "allow" is
@@ -170,9 +277,11 @@ func parseVerdict(b []byte) (Verdict, error) {
 	return Verdict{Allow: *w.Allow, Reason: w.Reason}, nil
 }
 
-// parseDecision decodes a reconcile response; an unknown decision, or a
-// correction without a status, is malformed.
-func parseDecision(b []byte) (Decision, error) {
+// parseDecision decodes a reconcile response to req. An unknown decision,
+// one req's case does not allow, or a status where none fits is malformed.
+// A correction without a status gets the one its case implies; a rollback
+// gets the transition's origin.
+func parseDecision(b []byte, req ReconcileRequest) (Decision, error) {
 	var w decisionWire
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Decision{}, fmt.Errorf("%w: %v", ErrBadResponse, err)
@@ -180,14 +289,48 @@ func parseDecision(b []byte) (Decision, error) {
 	if w.Error != "" {
 		return Decision{}, fmt.Errorf("%w: %s", ErrGuest, w.Error)
 	}
-	switch w.Decision {
-	case DecisionCorrect:
-		if w.Status == "" {
-			return Decision{}, fmt.Errorf("%w: decision %q without a status", ErrBadResponse, w.Decision)
-		}
-	case DecisionFlag, DecisionLeave, DecisionEnforce:
-	default:
-		return Decision{}, fmt.Errorf("%w: unknown decision %q", ErrBadResponse, w.Decision)
+	d := Decision{Kind: w.Decision, Status: w.Status, Reason: w.Reason}
+	cd := caseDecisions[req.Case]
+	switch {
+	case !slices.Contains([]DecisionKind{DecisionCorrect, DecisionFlag, DecisionLeave, DecisionEnforce, DecisionRollback, DecisionAdopt}, d.Kind):
+		return Decision{}, fmt.Errorf("%w: unknown decision %q", ErrBadResponse, d.Kind)
+	case !slices.Contains(cd.kinds, d.Kind):
+		return Decision{}, fmt.Errorf("%w: decision %q is not allowed for case %s (only %s)", ErrBadResponse, d.Kind, req.Case, kinds(cd.kinds))
 	}
-	return Decision{Kind: w.Decision, Status: w.Status, Reason: w.Reason}, nil
+	switch d.Kind {
+	case DecisionCorrect:
+		if d.Status == "" {
+			d.Status = cd.correct(req)
+		}
+		if _, err := instance.SettledState(d.Status); err != nil {
+			return Decision{}, fmt.Errorf("%w: cannot correct to %q: not a settled status", ErrBadResponse, d.Status)
+		}
+	case DecisionRollback:
+		origin := req.Transition.Origin
+		if origin == "" {
+			return Decision{}, fmt.Errorf("%w: decision rollback, but the %s transition has no origin to go back to", ErrBadResponse, req.Transition.Action)
+		}
+		if d.Status != "" && d.Status != origin {
+			return Decision{}, fmt.Errorf("%w: decision rollback to %s, but the transition's origin is %s", ErrBadResponse, d.Status, origin)
+		}
+		d.Status = origin
+	case DecisionAdopt:
+		if !req.CanAdopt {
+			return Decision{}, fmt.Errorf("%w: decision adopt, but node %q cannot adopt this transition", ErrBadResponse, req.Node)
+		}
+		fallthrough
+	default:
+		if d.Status != "" {
+			return Decision{}, fmt.Errorf("%w: decision %q takes no status, got %q", ErrBadResponse, d.Kind, d.Status)
+		}
+	}
+	return d, nil
+}
+
+func kinds(ks []DecisionKind) string {
+	s := make([]string, len(ks))
+	for i, k := range ks {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ", ")
 }

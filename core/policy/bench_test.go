@@ -40,7 +40,7 @@ func benchRequest() ValidateRequest {
 // into the same module (lucid_abi_version), which is the floor of any call.
 func BenchmarkValidate(b *testing.B) {
 	ctx := context.Background()
-	e, err := NewEngine(ctx, EngineConfig{CacheDir: filepath.Join(os.TempDir(), "lucid-policy-test-cache")})
+	e, err := NewEngine(ctx, EngineConfig{CacheDir: TestCacheDir})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func BenchmarkValidate(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer m.release(g, true)
+		defer m.release(g, nil)
 		fn := g.mod.ExportedFunction(exportABIVersion)
 		for b.Loop() {
 			if _, err := fn.Call(ctx); err != nil {
@@ -122,7 +122,7 @@ func BenchmarkValidate(b *testing.B) {
 func BenchmarkGuestParts(b *testing.B) {
 	ctx := context.Background()
 	out := buildBenchGuest(b)
-	e, err := NewEngine(ctx, EngineConfig{CacheDir: filepath.Join(os.TempDir(), "lucid-policy-test-cache")})
+	e, err := NewEngine(ctx, EngineConfig{CacheDir: TestCacheDir})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func BenchmarkGuestParts(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer m.release(g, true)
+	defer m.release(g, nil)
 	benchGuestParts(b, g.mod, "noop", "valid", "map", "struct", "notime", "timeparse", "marshal", "alloc8k", "calls", "loop", "sdk")
 }
 

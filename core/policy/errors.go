@@ -19,6 +19,10 @@ var (
 	ErrSettings = errors.New("settings rejected")
 	// ErrConfig: the Config itself is invalid (unknown hook or fallback).
 	ErrConfig = errors.New("invalid policy config")
+	// ErrRequest: the host refused to send a request that does not fit
+	// its hook (for example a reconcile case without the record it needs).
+	// The fallback applies; the policy was not called.
+	ErrRequest = errors.New("invalid policy request")
 
 	// ErrTrap: the guest trapped (a Go panic shows as "unreachable"),
 	// exited, or ran out of memory. The instance is discarded.

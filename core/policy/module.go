@@ -3,6 +3,8 @@ package policy
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,14 +19,25 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
-	"github.com/tetratelabs/wazero/sys"
 )
 
 // Defaults for Config fields left zero.
 const (
 	DefaultTimeout        = 100 * time.Millisecond
 	DefaultMemoryLimitMiB = 64
+	// DefaultMaxCalls recycles an instance after 100,000 calls: at ~6 ms
+	// per fresh Go instance that costs well under 0.1 us per call, and it
+	// bounds what a slow leak in any guest can accumulate.
+	DefaultMaxCalls = 100_000
+	// DefaultLogLinesPerSecond is the sustained rate of guest output lines
+	// a module may log; see Config.LogLinesPerSecond.
+	DefaultLogLinesPerSecond = 20
 )
+
+// logBurstSeconds is how many seconds' worth of lines the log budget holds
+// when full: 100 lines at the default rate, enough for a Go panic's whole
+// trace or a policy's start-up messages.
+const logBurstSeconds = 5
 
 // startTimeout bounds instantiation (_initialize, which runs the guest's
 // init functions) and lucid_policy_info at load time. It is generous
@@ -71,6 +84,24 @@ type Config struct {
 	PoolSize int
 	// Fallback is the answer given when the policy fails; see Fallback.
 	Fallback Fallback
+	// MaxCalls recycles an instance after this many calls: it is closed
+	// once its last call has returned, and the next call gets a fresh one,
+	// so recycling never fails a call. Zero means DefaultMaxCalls.
+	MaxCalls int
+	// MaxMemoryMiB recycles an instance whose linear memory is above it
+	// after a call, the same way. Linear memory never shrinks, so this
+	// catches a guest that leaks or once needed much more than usual
+	// before it reaches MemoryLimitMiB and fails a call. Zero means half
+	// of MemoryLimitMiB; more than MemoryLimitMiB is an error.
+	MaxMemoryMiB uint32
+	// LogLinesPerSecond limits the lines of stdout and stderr all the
+	// module's instances may log together: a token bucket refilled at
+	// this rate and holding up to 5 seconds' worth. Lines over the budget
+	// are dropped and counted (Stats.LogLinesDropped), and a warning
+	// "dropped N lines" is logged when output resumes, at the end of a
+	// call (at most every 10 s) and at Close. Zero means
+	// DefaultLogLinesPerSecond; a negative value means no limit.
+	LogLinesPerSecond int
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -82,6 +113,21 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MemoryLimitMiB > 4096 {
 		return c, fmt.Errorf("%w: memory limit %d MiB is above the 4096 MiB of wasm32", ErrConfig, c.MemoryLimitMiB)
+	}
+	switch {
+	case c.MaxCalls < 0:
+		return c, fmt.Errorf("%w: max calls %d is negative", ErrConfig, c.MaxCalls)
+	case c.MaxCalls == 0:
+		c.MaxCalls = DefaultMaxCalls
+	}
+	switch {
+	case c.MaxMemoryMiB > c.MemoryLimitMiB:
+		return c, fmt.Errorf("%w: max memory %d MiB is above the memory limit of %d MiB", ErrConfig, c.MaxMemoryMiB, c.MemoryLimitMiB)
+	case c.MaxMemoryMiB == 0:
+		c.MaxMemoryMiB = max(c.MemoryLimitMiB/2, 1)
+	}
+	if c.LogLinesPerSecond == 0 {
+		c.LogLinesPerSecond = DefaultLogLinesPerSecond
 	}
 	if c.PoolSize <= 0 {
 		c.PoolSize = runtime.GOMAXPROCS(0)
@@ -116,12 +162,16 @@ func (c Config) withDefaults() (Config, error) {
 // the guest traps, times out, exits or answers garbage, the call returns
 // an error wrapping ErrTrap, ErrTimeout or ErrBadResponse together with
 // the fallback answer, and the instance is thrown away; the next call gets
-// a fresh one. A Module is safe for concurrent use; Close it when done.
+// a fresh one. Instances are also retired by budget (Config.MaxCalls,
+// Config.MaxMemoryMiB) between calls. A Module is safe for concurrent use;
+// Close it when done.
 type Module struct {
 	cfg    Config
 	info   Info
+	digest string // hex sha256 of the .wasm
 	engine *Engine
 	logger *slog.Logger
+	logs   *logLimiter
 
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
@@ -131,6 +181,8 @@ type Module struct {
 	tokens chan struct{}
 	idle   chan *guest
 	closed atomic.Bool
+
+	stats counters
 }
 
 // Load compiles the module at cfg.Path, starts one instance, checks the
@@ -158,18 +210,21 @@ func (e *Engine) load(ctx context.Context, cfg Config) (_ *Module, err error) {
 	if !bytes.HasPrefix(bin, []byte("\x00asm")) {
 		return nil, fmt.Errorf("%w: no \\0asm magic at the start of the file", ErrNotWasm)
 	}
-	if e.isClosed() {
-		return nil, ErrClosed
+	sum := sha256.Sum256(bin)
+	digest := hex.EncodeToString(sum[:])
+	cache, err := e.openCache(ctx, digest)
+	if err != nil {
+		return nil, err
 	}
-
 	rc := wazero.NewRuntimeConfig().
-		WithCompilationCache(e.cache).
+		WithCompilationCache(cache).
 		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(cfg.MemoryLimitMiB * 16) // 64 KiB pages
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	defer func() {
 		if err != nil {
 			_ = rt.Close(context.Background())
+			e.releaseCache(context.Background(), digest)
 		}
 	}()
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
@@ -184,10 +239,13 @@ func (e *Engine) load(ctx context.Context, cfg Config) (_ *Module, err error) {
 		return nil, err
 	}
 
+	logger := e.logger.With("policy", cfg.Name)
 	m := &Module{
 		cfg:      cfg,
+		digest:   digest,
 		engine:   e,
-		logger:   e.logger.With("policy", cfg.Name),
+		logger:   logger,
+		logs:     newLogLimiter(logger, cfg.LogLinesPerSecond),
 		rt:       rt,
 		compiled: compiled,
 		tokens:   make(chan struct{}, cfg.PoolSize),
@@ -280,6 +338,11 @@ func signature(params, results []api.ValueType) string {
 // Info returns what the module said about itself at load time.
 func (m *Module) Info() Info { return m.info }
 
+// Digest returns the first 12 hex digits of the sha256 of the .wasm file,
+// so that a record of a policy's decision can name exactly which build
+// made it (with Info's name and version).
+func (m *Module) Digest() string { return m.digest[:12] }
+
 // Validate asks the policy whether a status change may be written.
 //
 // On failure it returns an error (wrapping ErrTrap, ErrTimeout,
@@ -287,12 +350,16 @@ func (m *Module) Info() Info { return m.info }
 // the fallback Verdict, whose Reason says the policy failed. A Module
 // loaded for another hook returns ErrConfig.
 func (m *Module) Validate(ctx context.Context, req ValidateRequest) (Verdict, error) {
+	m.stats.calls.Add(1)
 	if m.cfg.Hook != HookValidate {
+		m.stats.fail(ErrConfig)
 		return m.validateFallback(ErrConfig), fmt.Errorf("policy %q: %w: loaded for %s, not validate", m.cfg.Name, ErrConfig, m.cfg.Hook)
 	}
 	body, err := json.Marshal(req.wire())
 	if err != nil {
-		return m.validateFallback(err), fmt.Errorf("policy %q: validate: encode request: %w", m.cfg.Name, err)
+		err = fmt.Errorf("%w: encode: %w", ErrRequest, err)
+		m.stats.fail(err)
+		return m.validateFallback(err), fmt.Errorf("policy %q: validate: %w", m.cfg.Name, err)
 	}
 	var v Verdict
 	err = m.call(ctx, body, func(b []byte) (err error) {
@@ -313,19 +380,31 @@ func (m *Module) validateFallback(err error) Verdict {
 }
 
 // Reconcile asks the policy what to do about a disagreement between the
-// record and the hypervisor. Failures are reported like Validate's, with
-// the fallback Decision (flag or leave).
+// record and the hypervisor. A request that does not fit its case is
+// refused before the policy sees it (ErrRequest). A decision its case does
+// not allow (see ReconcileCase and the Decision kinds), a correction to a
+// status that is not settled, a rollback without an origin or an adoption
+// the node cannot make is ErrBadResponse. Failures are reported like
+// Validate's, with the fallback Decision (flag or leave).
 func (m *Module) Reconcile(ctx context.Context, req ReconcileRequest) (Decision, error) {
+	m.stats.calls.Add(1)
 	if m.cfg.Hook != HookReconcile {
+		m.stats.fail(ErrConfig)
 		return m.reconcileFallback(ErrConfig), fmt.Errorf("policy %q: %w: loaded for %s, not reconcile", m.cfg.Name, ErrConfig, m.cfg.Hook)
 	}
 	body, err := json.Marshal(req.wire())
+	if err == nil {
+		err = req.check()
+	} else {
+		err = fmt.Errorf("%w: encode: %w", ErrRequest, err)
+	}
 	if err != nil {
-		return m.reconcileFallback(err), fmt.Errorf("policy %q: reconcile: encode request: %w", m.cfg.Name, err)
+		m.stats.fail(err)
+		return m.reconcileFallback(err), fmt.Errorf("policy %q: reconcile: %w", m.cfg.Name, err)
 	}
 	var d Decision
 	err = m.call(ctx, body, func(b []byte) (err error) {
-		d, err = parseDecision(b)
+		d, err = parseDecision(b, req)
 		return err
 	})
 	if err != nil {
@@ -344,17 +423,23 @@ func (m *Module) reconcileFallback(err error) Decision {
 // call runs the hook on a pooled instance and hands the response to parse.
 // The instance goes back to the pool only if the call and parse succeeded,
 // or the guest itself reported a failure (ErrGuest: it recovered and is
-// still sound); anything else may have left it broken.
+// still sound), and it is within its budget; anything else may have left
+// it broken. Every failure is counted in the Module's stats.
 func (m *Module) call(ctx context.Context, req []byte, parse func([]byte) error) error {
 	g, err := m.acquire(ctx)
 	if err != nil {
+		m.stats.fail(err)
 		return err
 	}
 	resp, err := g.call(ctx, req, m.cfg.Timeout)
 	if err == nil {
 		err = parse(resp)
 	}
-	m.release(g, err == nil || errors.Is(err, ErrGuest))
+	m.release(g, err)
+	m.logs.summarize(false)
+	if err != nil {
+		m.stats.fail(err)
+	}
 	return err
 }
 
@@ -382,6 +467,7 @@ func (m *Module) acquire(ctx context.Context) (*guest, error) {
 		g.bind(m.cfg.Hook)
 		err = g.init(ctx, m.cfg.Settings, m.cfg.Timeout)
 		if err != nil {
+			m.stats.discarded.Add(1)
 			g.close()
 		}
 	}
@@ -392,9 +478,17 @@ func (m *Module) acquire(ctx context.Context) (*guest, error) {
 	return g, nil
 }
 
-// release returns g to the pool if keep and there is room, else closes it,
-// and frees the call slot.
-func (m *Module) release(g *guest, keep bool) {
+// release ends g's call, whose outcome was err: g goes back to the pool if
+// it is sound, within budget and there is room, else it is closed. Then
+// the call slot is freed.
+func (m *Module) release(g *guest, err error) {
+	g.calls++
+	keep := err == nil || errors.Is(err, ErrGuest)
+	if !keep {
+		m.stats.discarded.Add(1)
+	} else if m.spent(g) {
+		keep = false
+	}
 	if keep && !m.closed.Load() {
 		select {
 		case m.idle <- g:
@@ -406,6 +500,23 @@ func (m *Module) release(g *guest, keep bool) {
 		g.close()
 	}
 	<-m.tokens
+}
+
+// spent reports whether g has used up its budget of calls or memory, and
+// counts the recycling.
+func (m *Module) spent(g *guest) bool {
+	if g.calls >= m.cfg.MaxCalls {
+		m.stats.recycledCalls.Add(1)
+		m.logger.Debug("policy instance recycled", "calls", g.calls)
+		return true
+	}
+	if size := uint64(g.mod.Memory().Size()); size > uint64(m.cfg.MaxMemoryMiB)<<20 {
+		m.stats.recycledMemory.Add(1)
+		m.logger.Info("policy instance recycled: memory above max_memory",
+			"memory_mib", float64(size)/(1<<20), "max_memory_mib", m.cfg.MaxMemoryMiB, "calls", g.calls)
+		return true
+	}
+	return false
 }
 
 // Close waits for calls in progress (each bounded by Config.Timeout), or
@@ -437,152 +548,10 @@ wait:
 		break
 	}
 	err := m.rt.Close(ctx)
+	m.engine.releaseCache(ctx, m.digest)
+	m.logs.summarize(true)
 	for ; held > 0; held-- {
 		<-m.tokens
 	}
 	return err
-}
-
-// guest is one instance of the module, used by one call at a time.
-type guest struct {
-	mod            api.Module
-	alloc, hook    api.Function
-	stdout, stderr *logWriter
-}
-
-// instantiate starts a fresh instance: no filesystem, no network, no
-// args or environment, a fake clock, output captured into the logger.
-func (m *Module) instantiate(ctx context.Context) (*guest, error) {
-	g := &guest{
-		stdout: &logWriter{logger: m.logger, level: slog.LevelInfo, stream: "stdout"},
-		stderr: &logWriter{logger: m.logger, level: slog.LevelWarn, stream: "stderr"},
-	}
-	mc := wazero.NewModuleConfig().
-		WithName(""). // anonymous, so the same module can be instantiated many times
-		WithStartFunctions("_initialize").
-		WithStdout(g.stdout).
-		WithStderr(g.stderr)
-	sctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	mod, err := m.rt.InstantiateModule(sctx, m.compiled, mc)
-	if err != nil {
-		g.stdout.flush()
-		g.stderr.flush()
-		return nil, fmt.Errorf("instantiate: %w", classify(ctx, err, startTimeout))
-	}
-	g.mod = mod
-	return g, nil
-}
-
-// bind looks up the exports a call needs (their presence was checked at
-// load time).
-func (g *guest) bind(h Hook) {
-	g.alloc = g.mod.ExportedFunction(exportAlloc)
-	g.hook = g.mod.ExportedFunction(h.export())
-}
-
-// init passes the settings to lucid_init.
-func (g *guest) init(ctx context.Context, settings []byte, timeout time.Duration) error {
-	raw, err := g.callWith(ctx, timeout, g.mod.ExportedFunction(exportInit), settings)
-	if err != nil {
-		return fmt.Errorf("%s: %w", exportInit, err)
-	}
-	var w initWire
-	if err := json.Unmarshal(raw, &w); err != nil || w.OK == nil {
-		return fmt.Errorf("%s: %w: %q", exportInit, ErrBadResponse, raw)
-	}
-	if !*w.OK {
-		reason := w.Error
-		if reason == "" {
-			reason = "the policy gave no reason"
-		}
-		return &SettingsError{Reason: reason}
-	}
-	return nil
-}
-
-// call runs the bound hook on req.
-func (g *guest) call(ctx context.Context, req []byte, timeout time.Duration) ([]byte, error) {
-	g.stderr.lastFatal() // forget what an earlier, survived call said
-	return g.callWith(ctx, timeout, g.hook, req)
-}
-
-// callWith copies in into a buffer from lucid_alloc and calls fn(ptr, len)
-// with the time budget timeout.
-func (g *guest) callWith(ctx context.Context, timeout time.Duration, fn api.Function, in []byte) ([]byte, error) {
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	res, err := g.alloc.Call(cctx, uint64(len(in)))
-	if err != nil {
-		return nil, g.explain(classify(ctx, err, timeout))
-	}
-	ptr := uint32(res[0])
-	if !g.mod.Memory().Write(ptr, in) {
-		return nil, fmt.Errorf("%w: lucid_alloc(%d) returned %#x, outside memory", ErrBadResponse, len(in), ptr)
-	}
-	return g.callPacked(ctx, cctx, timeout, fn, uint64(ptr), uint64(len(in)))
-}
-
-// callPacked calls fn under cctx (ctx plus the time budget) and copies out
-// the ptr<<32|len response it returns.
-func (g *guest) callPacked(ctx, cctx context.Context, timeout time.Duration, fn api.Function, params ...uint64) ([]byte, error) {
-	res, err := fn.Call(cctx, params...)
-	if err != nil {
-		return nil, g.explain(classify(ctx, err, timeout))
-	}
-	ptr, n := uint32(res[0]>>32), uint32(res[0])
-	if n > maxResponse {
-		return nil, fmt.Errorf("%w: response of %d bytes exceeds %d", ErrBadResponse, n, maxResponse)
-	}
-	b, ok := g.mod.Memory().Read(ptr, n)
-	if !ok {
-		return nil, fmt.Errorf("%w: response %#x+%d outside memory", ErrBadResponse, ptr, n)
-	}
-	return bytes.Clone(b), nil
-}
-
-// explain adds to a trap what the guest said on stderr just before it,
-// and marks an out-of-memory death with ErrMemory.
-func (g *guest) explain(err error) error {
-	if !errors.Is(err, ErrTrap) {
-		return err
-	}
-	said := g.stderr.lastFatal()
-	switch {
-	case said == "":
-		return err
-	case strings.Contains(said, "out of memory"):
-		return fmt.Errorf("%w (%w: the guest said %q)", err, ErrMemory, said)
-	default:
-		return fmt.Errorf("%w (the guest said %q)", err, said)
-	}
-}
-
-// close ends the instance and flushes its captured output.
-func (g *guest) close() {
-	_ = g.mod.Close(context.Background())
-	g.stdout.flush()
-	g.stderr.flush()
-}
-
-// classify turns a wazero call error into one wrapping our sentinels. ctx
-// is the caller's context: if it ended, its error is wrapped too, so the
-// caller can tell its own cancellation from the policy's timeout.
-func classify(ctx context.Context, err error, timeout time.Duration) error {
-	var exit *sys.ExitError
-	if errors.As(err, &exit) {
-		switch exit.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded:
-			if ctx.Err() != nil {
-				return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
-			}
-			return fmt.Errorf("%w: no answer within %v", ErrTimeout, timeout)
-		case sys.ExitCodeContextCanceled:
-			return fmt.Errorf("%w: call canceled: %w", ErrTimeout, context.Canceled)
-		default:
-			return fmt.Errorf("%w: policy exited with code %d", ErrTrap, exit.ExitCode())
-		}
-	}
-	msg, _, _ := strings.Cut(err.Error(), "\n") // drop the wasm stack trace
-	return fmt.Errorf("%w: %s", ErrTrap, msg)
 }

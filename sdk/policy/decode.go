@@ -733,9 +733,10 @@ func (d *decoder) object(f *fields, set func(j int)) {
 
 var (
 	validateFields  = newFields("abi", "now", "action", "cause", "from", "to", "instance", "transition")
-	reconcileFields = newFields("abi", "now", "instance", "transition", "observed", "disagreeing_ms", "orphan")
-	observedFields  = newFields("present", "power_state")
-	instanceFields  = newFields("schema", "id", "name", "vm_state", "power_state", "flavor", "old_flavor", "resized_from",
+	reconcileFields = newFields("abi", "now", "case", "node", "instance", "transition", "status", "observed",
+		"disagreeing_ms", "lost_node", "can_adopt")
+	observedFields = newFields("present", "power_state", "id")
+	instanceFields = newFields("schema", "id", "name", "vm_state", "power_state", "flavor", "old_flavor", "resized_from",
 		"image", "project", "user", "metadata", "node", "driver", "fault", "flags", "created_at", "updated_at", "history_seq")
 	flavorFields     = newFields("id", "name", "vcpus", "ram_mb", "disk_gb")
 	imageFields      = newFields("id", "name", "source", "disk_format")
@@ -778,22 +779,39 @@ func (d *decoder) reconcileRequest(q *ReconcileRequest) {
 		case 1:
 			d.setTime(&q.Now)
 		case 2:
-			d.instance(&q.Instance)
+			if !d.null() {
+				q.Case = Case(d.str())
+			}
 		case 3:
-			d.transition(&q.Transition)
+			d.setString(&q.Node)
 		case 4:
+			if !d.null() {
+				if q.Instance == nil {
+					q.Instance = new(Instance)
+				}
+				d.instance(q.Instance)
+			}
+		case 5:
+			d.transition(&q.Transition)
+		case 6:
+			d.setStatus(&q.Status)
+		case 7:
 			d.object(observedFields, func(j int) {
 				switch j {
 				case 0:
 					d.setBool(&q.Observed.Present)
 				case 1:
 					d.setString(&q.Observed.PowerState)
+				case 2:
+					d.setString(&q.Observed.ID)
 				}
 			})
-		case 5:
+		case 8:
 			d.setInt64(&q.DisagreeingMS)
-		case 6:
-			d.setBool(&q.Orphan)
+		case 9:
+			d.setString(&q.LostNode)
+		case 10:
+			d.setBool(&q.CanAdopt)
 		}
 	})
 }

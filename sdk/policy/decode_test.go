@@ -18,7 +18,18 @@ const realistic = `{"abi":1,"now":"2025-01-02T03:04:05Z","action":"resize","caus
 
 // withFaults adds the optional parts of an instance.
 const withFaults = `{"abi":1,"now":"2024-02-29T23:59:59.999999999Z","instance":{"id":"i","fault":{"code":500,"message":"boom \"quoted\"","at":"2024-02-29T00:00:00Z","during":"stop"},` +
-	`"flags":[{"kind":"power","message":"off","since":"2024-01-01T00:00:00Z"},null,{}]},"transition":null,"observed":{"present":true,"power_state":"shutdown"},"disagreeing_ms":-42,"orphan":true}`
+	`"flags":[{"kind":"power","message":"off","since":"2024-01-01T00:00:00Z"},null,{}]},"transition":null,"observed":{"present":true,"power_state":"shutdown","id":"vm-1"},"disagreeing_ms":-42,"lost_node":"n-1","can_adopt":true}`
+
+// reconcileOrphan is a reconcile request as the host writes it.
+const reconcileOrphan = `{"abi":1,"now":"2025-01-02T03:04:05Z","case":"orphan","node":"node-2","instance":{"schema":2,"id":"i","name":"web-1","vm_state":"active",` +
+	`"power_state":"running","flavor":{"id":"m1.small","vcpus":1,"ram_mb":2048,"disk_gb":20},"image":{"id":"debian-12"},"node":"node-1","driver":"fake",` +
+	`"created_at":"2025-01-02T03:04:05Z","updated_at":"2025-01-02T03:04:05Z","history_seq":3},"transition":{"schema":2,"action":"stop","request_id":"r",` +
+	`"steps":["STOPPING"],"step":0,"origin":"ACTIVE","target":"SHUTOFF","started_at":"2025-01-02T03:04:05Z","step_started_at":"2025-01-02T03:04:05Z","attempt":1,"node":"node-1"},` +
+	`"status":"STOPPING","observed":{"present":true,"power_state":"running","id":"vm-1"},"disagreeing_ms":3000,"lost_node":"node-1","can_adopt":true}`
+
+// reconcileUnmanaged has no instance and no status.
+const reconcileUnmanaged = `{"abi":1,"now":"2025-01-02T03:04:05Z","case":"unmanaged","node":"node-2","instance":null,"transition":null,` +
+	`"status":"","observed":{"present":true,"power_state":"running","id":"vm-9"},"disagreeing_ms":0,"lost_node":"","can_adopt":false}`
 
 // decodeCases are requests whose decoding must match encoding/json's, fast
 // (fast: true) or through the fallback.
@@ -28,6 +39,8 @@ var decodeCases = []struct {
 }{
 	{"realistic", realistic, true},
 	{"faults", withFaults, true},
+	{"reconcile orphan", reconcileOrphan, true},
+	{"reconcile unmanaged", reconcileUnmanaged, true},
 	{"empty object", `{}`, true},
 	{"null", `null`, true},
 	{"whitespace", " \n\t{ \"abi\" : 1 ,\r\n \"to\" :\"BUILD\" } \n", true},
@@ -69,7 +82,9 @@ var decodeCases = []struct {
 	{"bool into string", `{"to":true}`, false},
 	{"object into string", `{"to":{}}`, false},
 	{"array into object", `{"instance":[]}`, false},
-	{"string into bool", `{"orphan":"yes","to":1}`, false},
+	{"string into bool", `{"can_adopt":"yes","to":1}`, false},
+	{"number into case", `{"case":1,"to":1}`, false},
+	{"string into instance", `{"instance":"i","to":1}`, false},
 	{"number into steps", `{"transition":{"steps":[1]}}`, false},
 	{"number into metadata", `{"instance":{"metadata":{"a":1}}}`, false},
 	{"string into flavor", `{"instance":{"flavor":"m1.small"}}`, false},
@@ -93,6 +108,9 @@ func TestDecodeMatchesEncodingJSON(t *testing.T) {
 			fast := checkDecode(t, kind, []byte(tt.in))
 			if kind == "validate" && fast != tt.fast {
 				t.Errorf("%s: fast path taken = %v, want %v", tt.name, fast, tt.fast)
+			}
+			if kind == "reconcile" && strings.HasPrefix(tt.name, "reconcile ") && !fast {
+				t.Errorf("%s: the fast path gave up on a reconcile request as the host writes it", tt.name)
 			}
 		}
 	}

@@ -215,45 +215,95 @@ func Allow() Verdict { return Verdict{Allow: true} }
 // Deny returns a verdict that refuses the change for reason.
 func Deny(reason string) Verdict { return Verdict{Allow: false, Reason: reason} }
 
-// Observation is what the hypervisor says about an instance.
+// Case says why the reconciler asks: what kind of disagreement between the
+// record and the hypervisor it found.
+type Case string
+
+// The reconcile cases.
+const (
+	// CasePowerMismatch: record and VM power disagree (the record says
+	// ACTIVE and the VM is shut down, crashed or paused, or the record
+	// says SHUTOFF and the VM runs).
+	CasePowerMismatch Case = "power_mismatch"
+	// CaseError: the record is ERROR and the hypervisor has the VM.
+	CaseError Case = "error"
+	// CaseVanished: the record exists, the driver does not know the VM.
+	CaseVanished Case = "vanished"
+	// CaseUnmanaged: the driver has a VM no record names. Instance is nil
+	// and Status is "".
+	CaseUnmanaged Case = "unmanaged"
+	// CaseStuck: Transition's current step outlived its step timeout.
+	CaseStuck Case = "stuck"
+	// CaseOrphan: Transition's owner node (LostNode) lost its lease.
+	CaseOrphan Case = "orphan"
+)
+
+// Observation is what the hypervisor says about a VM.
 type Observation struct {
-	// Present is false when the hypervisor does not know the instance.
+	// Present is false when the driver does not know the VM.
 	Present    bool   `json:"present"`
-	PowerState string `json:"power_state,omitempty"`
+	PowerState string `json:"power_state,omitempty"` // running, shutdown, crashed, paused, nostate
+	// ID is the driver's identifier of the VM.
+	ID string `json:"id,omitempty"`
 }
 
-// ReconcileRequest asks what to do about a disagreement between the record
-// and the hypervisor, or about an orphaned transition (one whose executing
-// node vanished). The fault, if any, is in Instance.Fault.
+// ReconcileRequest asks what to do about one disagreement between the
+// record and the hypervisor, of the kind Case names. The fault of an
+// instance in ERROR is in Instance.Fault.
 type ReconcileRequest struct {
-	ABI        int         `json:"abi"`
-	Now        time.Time   `json:"now"`
-	Instance   Instance    `json:"instance"`
+	ABI  int       `json:"abi"`
+	Now  time.Time `json:"now"`
+	Case Case      `json:"case"`
+	// Node is the node asking.
+	Node string `json:"node"`
+	// Instance is the record; nil for CaseUnmanaged.
+	Instance *Instance `json:"instance"`
+	// Transition is the stuck or orphaned transition; nil for the other
+	// cases.
 	Transition *Transition `json:"transition"`
-	Observed   Observation `json:"observed"`
-	// DisagreeingMS is how long, in milliseconds, record and hypervisor
-	// have disagreed.
+	// Status is the record's derived status; "" for CaseUnmanaged.
+	Status   Status      `json:"status"`
+	Observed Observation `json:"observed"`
+	// DisagreeingMS is how long, in milliseconds, this disagreement has
+	// been seen; for CaseStuck, how long the step is past its deadline.
 	DisagreeingMS int64 `json:"disagreeing_ms"`
-	// Orphan says Transition lost its executing node.
-	Orphan bool `json:"orphan,omitempty"`
+	// LostNode is, for CaseOrphan, the node whose lease expired.
+	LostNode string `json:"lost_node"`
+	// CanAdopt is, for CaseOrphan, whether the asking node can resume the
+	// transition (it has the same driver).
+	CanAdopt bool `json:"can_adopt"`
 }
 
 // DecisionKind is what the reconciler should do.
 type DecisionKind string
 
-// The reconcile decisions. The host refuses any other value.
+// The reconcile decisions. The host refuses any other value, and a
+// decision the request's case does not allow: flag and leave fit every
+// case; correct every case but unmanaged; enforce only a power mismatch;
+// rollback and adopt only an orphan.
 const (
-	// Correct rewrites the record to Status.
+	// Correct rewrites the record to Status. Without a Status the host
+	// picks the one the case implies: ACTIVE or SHUTOFF after the VM's
+	// power (power_mismatch, error), ERROR (vanished, stuck, orphan).
 	DecisionCorrect DecisionKind = "correct"
 	// Flag records the mismatch on the instance and changes nothing else.
 	DecisionFlag DecisionKind = "flag"
 	// Leave does nothing.
 	DecisionLeave DecisionKind = "leave"
-	// Enforce drives the hypervisor back to what the record says.
+	// Enforce drives the VM back to what the record says.
 	DecisionEnforce DecisionKind = "enforce"
+	// Rollback ends an orphaned transition at its origin status (the
+	// validate policy decides whether the action allows that at its step).
+	DecisionRollback DecisionKind = "rollback"
+	// Adopt makes the asking node resume an orphaned transition; only
+	// when the request says CanAdopt.
+	DecisionAdopt DecisionKind = "adopt"
 )
 
-// Decision answers a ReconcileRequest. Status is required for Correct.
+// Decision answers a ReconcileRequest. Status is only for Correct (where
+// it is optional) and Rollback (where it must be the origin, if given).
+// Reason is kept in the instance's history: say what was seen and which
+// setting decided.
 type Decision struct {
 	Decision DecisionKind `json:"decision"`
 	Status   Status       `json:"status,omitempty"`

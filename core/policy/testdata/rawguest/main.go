@@ -75,8 +75,10 @@ func misbehave(name string) []byte {
 		for {
 		}
 	case "oom":
+		// In 4 MiB steps: dying of memory should take few allocations and
+		// garbage collections, so that it comes well before any timeout.
 		for {
-			hoard = append(hoard, make([]byte, 1<<20))
+			hoard = append(hoard, make([]byte, 4<<20))
 		}
 	case "badjson":
 		return []byte(`{not json`)
