@@ -4,26 +4,31 @@
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o bin/policies/transitions.wasm ./policies/transitions
 //
 // For each action it allows the start (origin to the first step; for
-// create, nothing to BUILD; for an action without steps, origin to its
-// end), the steps in order, the last step to the transition's target, and
-// failure to ERROR, or back to the origin where the table says so (stop
-// and start only to the origin; resize also to the origin while still on
-// QUEUE_RESIZE). Delete may go from any
-// status to DELETING, and from DELETING to DELETED or ERROR. A change made
-// by the reconciler between settled statuses (ACTIVE, SHUTOFF, ERROR) is
-// allowed unless it leaves ERROR; an orphaned transition may be ended in
-// ERROR by the reconciler.
+// create, nothing to BUILD; for confirmResize, which shows no step, the one
+// change from VERIFY_RESIZE to its target), the steps in order, the last
+// step to the transition's target, and a failure: back to the origin on
+// the steps where nothing has changed yet (stop's STOPPING, start's
+// STARTING, resize's QUEUE_RESIZE and PREP_RESIZE), to ERROR on every
+// other step. A transition must target what the table says (rebuild ends
+// SHUTOFF only if it was; confirmResize and revertResize end ACTIVE or
+// SHUTOFF). Delete may go from any status to DELETING, and from DELETING
+// to DELETED or ERROR.
+//
+// The reconciler may change a settled status (ACTIVE, SHUTOFF, ERROR) to
+// another, ERROR included: whether it should is the reconcile policy's
+// decision. Within an action, the reconciler, and a change a policy's
+// answer forces (cause "policy"), may start it, end it in ERROR from any
+// step, or roll it back to its origin where a failure may go back.
 //
 // Settings:
 //
-//	reconciler_may_clear_error = true          # let the reconciler leave ERROR
-//	forbid_actions             = ["hardReboot"] # refuse to start these actions
+//	forbid_actions = ["hardReboot"] # refuse to start these actions
 package main
 
 import "github.com/lucid-project/lucid/sdk/policy"
 
 // version is reported in the policy's info.
-const version = "1.0.0"
+const version = "2.0.0"
 
 func init() {
 	var s settings

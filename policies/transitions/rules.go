@@ -8,29 +8,19 @@ import (
 	"github.com/lucid-project/lucid/sdk/policy"
 )
 
-// failure says where an action may land when it fails.
-type failure int
-
-const (
-	// failError: any step may fail to ERROR.
-	failError failure = iota
-	// failOrigin: any step may fail back to the origin status.
-	failOrigin
-	// failOriginFirstStep: back to origin while on the first step (nothing
-	// changed yet), ERROR from any step. Used by resize. ERROR stays allowed
-	// on the first step too: an executor unsure whether anything changed
-	// must be able to take the safe exit.
-	failOriginFirstStep
-)
-
-// plan is one row of DESIGN.md section 3's table, written out again here
-// rather than taken from the host: this policy is the independent check of
-// what the executor does, so it must not trust the executor's own plan.
+// plan is one row of DESIGN.md section 3's action table, written out again
+// here rather than taken from the host: this policy is the independent
+// check of what the executor does, so it must not trust the executor's own
+// plan. The columns are the table's: allowed from, visible in flight,
+// success, failure.
 type plan struct {
 	from    []policy.Status // allowed origins; nil means any
 	steps   []policy.Status // shown in flight, in order
 	success func(origin policy.Status) []policy.Status
-	failure failure
+	// failBack lists the steps on which a failure returns the instance to
+	// its origin (nothing has changed yet); a failure on any other step,
+	// or of an action without steps, goes to ERROR.
+	failBack []policy.Status
 }
 
 func always(s ...policy.Status) func(policy.Status) []policy.Status {
@@ -40,59 +30,45 @@ func always(s ...policy.Status) func(policy.Status) []policy.Status {
 const (
 	build, active, shutoff, errorS  = policy.StatusBuild, policy.StatusActive, policy.StatusShutoff, policy.StatusError
 	verifyResize, deleting, deleted = policy.StatusVerifyResize, policy.StatusDeleting, policy.StatusDeleted
+	queueResize, prepResize         = policy.StatusQueueResize, policy.StatusPrepResize
+	stopping, starting              = policy.StatusStopping, policy.StatusStarting
 )
 
+// asBefore ends an action where it started: SHUTOFF if it was, else ACTIVE.
+func asBefore(origin policy.Status) []policy.Status {
+	if origin == shutoff {
+		return []policy.Status{shutoff}
+	}
+	return []policy.Status{active}
+}
+
+// of lists statuses.
+func of(s ...policy.Status) []policy.Status { return s }
+
+// plans has one row per action, in the columns of the table: allowed from
+// (nil: any), visible in flight, success, and the steps on which a failure
+// goes back to the origin (on any other it goes to ERROR).
 var plans = map[policy.Action]plan{
-	policy.ActionCreate: {steps: []policy.Status{build}, success: always(active)},
-	policy.ActionRebuild: {
-		from:  []policy.Status{active, shutoff, errorS},
-		steps: []policy.Status{policy.StatusRebuild},
-		// ACTIVE, or SHUTOFF if it was.
-		success: func(origin policy.Status) []policy.Status {
-			if origin == shutoff {
-				return []policy.Status{shutoff}
-			}
-			return []policy.Status{active}
-		},
-	},
-	policy.ActionResize: {
-		from:    []policy.Status{active, shutoff},
-		steps:   []policy.Status{policy.StatusQueueResize, policy.StatusPrepResize, policy.StatusResize},
-		success: always(verifyResize),
-		failure: failOriginFirstStep,
-	},
-	policy.ActionConfirmResize: {from: []policy.Status{verifyResize}, success: always(active, shutoff)},
-	policy.ActionRevertResize: {
-		from:    []policy.Status{verifyResize},
-		steps:   []policy.Status{policy.StatusRevertResize},
-		success: always(active, shutoff),
-	},
-	policy.ActionStop: {
-		from:    []policy.Status{active, errorS},
-		steps:   []policy.Status{policy.StatusStopping},
-		success: always(shutoff),
-		failure: failOrigin,
-	},
-	policy.ActionStart: {
-		from:    []policy.Status{shutoff},
-		steps:   []policy.Status{policy.StatusStarting},
-		success: always(active),
-		failure: failOrigin,
-	},
-	policy.ActionReboot:     {from: []policy.Status{active}, steps: []policy.Status{policy.StatusReboot}, success: always(active)},
-	policy.ActionHardReboot: {from: []policy.Status{active, shutoff, errorS}, steps: []policy.Status{policy.StatusHardReboot}, success: always(active)},
-	policy.ActionDelete:     {steps: []policy.Status{deleting}, success: always(deleted)},
+	policy.ActionCreate:        {from: nil, steps: of(build), success: always(active)},
+	policy.ActionRebuild:       {from: of(active, shutoff, errorS), steps: of(policy.StatusRebuild), success: asBefore},
+	policy.ActionResize:        {from: of(active, shutoff), steps: of(queueResize, prepResize, policy.StatusResize), success: always(verifyResize), failBack: of(queueResize, prepResize)},
+	policy.ActionConfirmResize: {from: of(verifyResize), steps: nil, success: always(active, shutoff)},
+	policy.ActionRevertResize:  {from: of(verifyResize), steps: of(policy.StatusRevertResize), success: always(active, shutoff)},
+	policy.ActionStop:          {from: of(active, errorS), steps: of(stopping), success: always(shutoff), failBack: of(stopping)},
+	policy.ActionStart:         {from: of(shutoff), steps: of(starting), success: always(active), failBack: of(starting)},
+	policy.ActionReboot:        {from: of(active), steps: of(policy.StatusReboot), success: always(active)},
+	policy.ActionHardReboot:    {from: of(active, shutoff, errorS), steps: of(policy.StatusHardReboot), success: always(active)},
+	policy.ActionDelete:        {from: nil, steps: of(deleting), success: always(deleted)},
 }
 
 // settled are the statuses the reconciler may move an instance between
 // when no action is in flight.
 var settled = []policy.Status{active, shutoff, errorS}
 
-// settings are the operator's knobs, from the HCL settings block.
+// settings are the operator's knobs, from the HCL settings block. Whether
+// the reconciler may change ERROR is the reconcile policy's decision
+// (its on_error), not this policy's.
 type settings struct {
-	// ReconcilerMayClearError lets the reconciler move an instance out of
-	// ERROR (by default only an operator action may).
-	ReconcilerMayClearError bool `json:"reconciler_may_clear_error"`
 	// ForbidActions refuses to start the listed actions.
 	ForbidActions []policy.Action `json:"forbid_actions"`
 }
@@ -101,8 +77,6 @@ const settingsSchema = `{
   "type": "object",
   "additionalProperties": false,
   "properties": {
-    "reconciler_may_clear_error": {"type": "boolean", "default": false,
-      "description": "let the reconciler move an instance out of ERROR"},
     "forbid_actions": {"type": "array", "items": {"enum": ["create", "delete", "rebuild", "resize",
       "confirmResize", "revertResize", "stop", "start", "reboot", "hardReboot"]},
       "description": "actions that may not be started"}
@@ -127,19 +101,26 @@ func parseSettings(raw []byte) (settings, error) {
 type edge struct {
 	from, to policy.Status
 	start    bool // the change that starts the action
+	failure  bool // a change that ends the action as failed
 }
 
 // check is the validate hook.
+//
+// A change by the reconciler between settled statuses (ACTIVE, SHUTOFF,
+// ERROR) is allowed: whether to correct a record, ERROR included, is the
+// reconcile policy's decision. Within an action, the reconciler (and a
+// change forced by a policy's answer, cause "policy") may start it (an
+// enforcing transition), and may end it as a failure: in ERROR from any
+// step, or back at its origin where the action's failure rule allows the
+// origin at that step. Advancing an action is the driver's.
 func (s *settings) check(req policy.ValidateRequest) policy.Verdict {
 	from, to := req.From, req.To
+	overseer := req.Cause == policy.CauseReconciler || req.Cause == policy.CausePolicy
 	if req.Cause == policy.CauseReconciler && slices.Contains(settled, from) && slices.Contains(settled, to) {
-		if from == errorS && !s.ReconcilerMayClearError {
-			return policy.Deny(fmt.Sprintf("the reconciler may not clear ERROR (to %s) unless reconciler_may_clear_error is set", to))
-		}
 		return policy.Allow()
 	}
-	if req.Cause == policy.CauseReconciler && req.Transition == nil {
-		return policy.Deny(fmt.Sprintf("the reconciler may not change %s to %s outside an action", show(from), to))
+	if overseer && req.Transition == nil {
+		return policy.Deny(fmt.Sprintf("the %s may not change %s to %s outside an action", who(req.Cause), show(from), to))
 	}
 
 	p, ok := plans[req.Action]
@@ -154,14 +135,16 @@ func (s *settings) check(req policy.ValidateRequest) policy.Verdict {
 		if !slices.Equal(t.Steps, p.steps) {
 			return policy.Deny(fmt.Sprintf("%s may not declare the steps %s (it shows %s)", req.Action, list(t.Steps), list(p.steps)))
 		}
+		if req.Action != policy.ActionDelete && (p.from == nil || slices.Contains(p.from, t.Origin)) {
+			if ends := p.success(t.Origin); !slices.Contains(ends, t.Target) {
+				return policy.Deny(fmt.Sprintf("%s from %s may not target %s (only %s)", req.Action, show(t.Origin), show(t.Target), list(ends)))
+			}
+		}
 	}
 
 	edges := p.edges(req.Action, origin(req, p), t)
-	if req.Cause == policy.CauseReconciler {
-		// An orphaned transition may always be ended in ERROR.
-		for _, st := range p.steps {
-			edges = append(edges, edge{from: st, to: errorS})
-		}
+	if overseer {
+		edges = overseen(edges, p)
 	}
 	for _, e := range edges {
 		if e.from == from && e.to == to {
@@ -171,7 +154,33 @@ func (s *settings) check(req policy.ValidateRequest) policy.Verdict {
 			return policy.Allow()
 		}
 	}
+	if overseer {
+		return policy.Deny(fmt.Sprintf("the %s may not take %s from %s to %s (only start it, or end it in ERROR or back at its origin where it may fail back)",
+			who(req.Cause), req.Action, show(from), to))
+	}
 	return policy.Deny(p.why(req.Action, from, to, edges))
+}
+
+// overseen keeps the edges the reconciler or a policy may take: starting
+// the action and failing it, and adds ERROR from every step.
+func overseen(edges []edge, p plan) []edge {
+	var es []edge
+	for _, e := range edges {
+		if e.start || e.failure {
+			es = append(es, e)
+		}
+	}
+	for _, st := range p.steps {
+		es = append(es, edge{from: st, to: errorS, failure: true})
+	}
+	return es
+}
+
+func who(c policy.Cause) string {
+	if c == policy.CausePolicy {
+		return "policy"
+	}
+	return "reconciler"
 }
 
 // origin is the status the action started from: the transition's, or for
@@ -197,7 +206,7 @@ func (p plan) edges(a policy.Action, origin policy.Status, t *policy.Transition)
 				es = append(es, edge{from: st, to: deleting, start: true})
 			}
 		}
-		return append(es, edge{from: deleting, to: deleted}, edge{from: deleting, to: errorS})
+		return append(es, edge{from: deleting, to: deleted}, edge{from: deleting, to: errorS, failure: true})
 	}
 
 	success := p.success(origin)
@@ -206,16 +215,14 @@ func (p plan) edges(a policy.Action, origin policy.Status, t *policy.Transition)
 	}
 	canStart := a == policy.ActionCreate || (origin != "" && (p.from == nil || slices.Contains(p.from, origin)))
 	if len(p.steps) == 0 {
+		// The action is one change, which both starts and ends it.
 		if !canStart {
-			return nil // the action is only its start and end
+			return nil
 		}
 		for _, s := range success {
-			es = append(es, edge{from: origin, to: s, start: canStart})
+			es = append(es, edge{from: origin, to: s, start: true})
 		}
-		if origin != "" {
-			es = append(es, edge{from: origin, to: errorS})
-		}
-		return es
+		return append(es, edge{from: origin, to: errorS, failure: true})
 	}
 	if canStart {
 		es = append(es, edge{from: origin, to: p.steps[0], start: true})
@@ -227,19 +234,12 @@ func (p plan) edges(a policy.Action, origin policy.Status, t *policy.Transition)
 	for _, s := range success {
 		es = append(es, edge{from: last, to: s})
 	}
-	for i, st := range p.steps {
-		switch p.failure {
-		case failOrigin:
-			if origin != "" {
-				es = append(es, edge{from: st, to: origin})
-			}
-		case failOriginFirstStep:
-			if i == 0 && origin != "" {
-				es = append(es, edge{from: st, to: origin})
-			}
-			es = append(es, edge{from: st, to: errorS})
-		default:
-			es = append(es, edge{from: st, to: errorS})
+	for _, st := range p.steps {
+		switch {
+		case !slices.Contains(p.failBack, st):
+			es = append(es, edge{from: st, to: errorS, failure: true})
+		case origin != "":
+			es = append(es, edge{from: st, to: origin, failure: true})
 		}
 	}
 	return es
@@ -253,7 +253,7 @@ func (p plan) why(a policy.Action, from, to policy.Status, edges []edge) string 
 	for _, o := range append(slices.Clone(p.from), "") {
 		shows = append(shows, p.success(o)...)
 	}
-	if p.failure != failError {
+	if len(p.failBack) > 0 {
 		shows = append(shows, p.from...)
 	}
 	if !slices.Contains(shows, to) {
