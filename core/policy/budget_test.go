@@ -94,7 +94,7 @@ func TestPooledInstanceDoesNotWearOut(t *testing.T) {
 // MaxCalls calls, between calls, without failing any.
 func TestRecycleAfterMaxCalls(t *testing.T) {
 	e, _ := newEngine(t)
-	m := load(t, e, policy.Config{Path: policy.SDKGuestWasm, PoolSize: 1, MaxCalls: 3})
+	m := load(t, e, policy.Config{Path: policy.SDKGuestWasm, PoolSize: 1, MaxCalls: 3, Timeout: 10 * time.Second})
 	for i := 1; i <= 7; i++ {
 		if v, err := m.Validate(context.Background(), req("")); err != nil || !v.Allow {
 			t.Fatalf("call %d: %+v, %v", i, v, err)

@@ -283,7 +283,7 @@ func TestOutputCaptured(t *testing.T) {
 
 func TestReconcile(t *testing.T) {
 	e, _ := newEngine(t)
-	m := load(t, e, policy.Config{Name: "reconcile", Hook: policy.HookReconcile})
+	m := load(t, e, policy.Config{Name: "reconcile", Hook: policy.HookReconcile, Timeout: 10 * time.Second})
 	rq := func(name string) policy.ReconcileRequest {
 		return policy.ReconcileRequest{Case: policy.CasePowerMismatch, Node: "node-1",
 			Instance: &instance.State{Name: name, VMState: instance.Active}, Status: instance.StatusActive,

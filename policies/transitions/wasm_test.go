@@ -67,7 +67,8 @@ func TestWasm(t *testing.T) {
 		}
 		m := modules[string(settings)]
 		if m == nil {
-			m, err = e.Load(context.Background(), hostpolicy.Config{Name: "validate", Hook: hostpolicy.HookValidate, Path: wasmPath, Settings: settings})
+			m, err = e.Load(context.Background(), hostpolicy.Config{Name: "validate", Hook: hostpolicy.HookValidate, Path: wasmPath, Settings: settings,
+				Timeout: 10 * time.Second}) // not a test of time limits: -race on a busy machine is slow
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -101,7 +102,7 @@ var knownPlanGaps = map[policy.Action]bool{}
 // core/instance: every change a plan makes on success must be allowed.
 func TestWasmPlans(t *testing.T) {
 	e := engine(t)
-	m, err := e.Load(context.Background(), hostpolicy.Config{Name: "validate", Hook: hostpolicy.HookValidate, Path: wasmPath})
+	m, err := e.Load(context.Background(), hostpolicy.Config{Name: "validate", Hook: hostpolicy.HookValidate, Path: wasmPath, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
