@@ -18,7 +18,9 @@
 // another, ERROR included: whether it should is the reconcile policy's
 // decision. Within an action, the reconciler, and a change a policy's
 // answer forces (cause "policy"), may start it, end it in ERROR from any
-// step, or roll it back to its origin where a failure may go back.
+// step, or roll it back to its origin where a failure may go back. Only the
+// reconciler may start stop from SHUTOFF and start from ACTIVE, to make a
+// VM follow its record (enforce).
 //
 // Settings:
 //

@@ -14,9 +14,13 @@ import (
 // plan. The columns are the table's: allowed from, visible in flight,
 // success, failure.
 type plan struct {
-	from    []policy.Status // allowed origins; nil means any
-	steps   []policy.Status // shown in flight, in order
-	success func(origin policy.Status) []policy.Status
+	from []policy.Status // allowed origins; nil means any
+	// enforceFrom are further origins only the reconciler may start the
+	// action from, to make the VM follow the record (a stop while the
+	// record says SHUTOFF and the VM runs).
+	enforceFrom []policy.Status
+	steps       []policy.Status // shown in flight, in order
+	success     func(origin policy.Status) []policy.Status
 	// failBack lists the steps on which a failure returns the instance to
 	// its origin (nothing has changed yet); a failure on any other step,
 	// or of an action without steps, goes to ERROR.
@@ -46,16 +50,17 @@ func asBefore(origin policy.Status) []policy.Status {
 func of(s ...policy.Status) []policy.Status { return s }
 
 // plans has one row per action, in the columns of the table: allowed from
-// (nil: any), visible in flight, success, and the steps on which a failure
-// goes back to the origin (on any other it goes to ERROR).
+// (nil: any), also from when the reconciler enforces, visible in flight,
+// success, and the steps on which a failure goes back to the origin (on any
+// other it goes to ERROR).
 var plans = map[policy.Action]plan{
 	policy.ActionCreate:        {from: nil, steps: of(build), success: always(active)},
 	policy.ActionRebuild:       {from: of(active, shutoff, errorS), steps: of(policy.StatusRebuild), success: asBefore},
 	policy.ActionResize:        {from: of(active, shutoff), steps: of(queueResize, prepResize, policy.StatusResize), success: always(verifyResize), failBack: of(queueResize, prepResize)},
 	policy.ActionConfirmResize: {from: of(verifyResize), steps: nil, success: always(active, shutoff)},
 	policy.ActionRevertResize:  {from: of(verifyResize), steps: of(policy.StatusRevertResize), success: always(active, shutoff)},
-	policy.ActionStop:          {from: of(active, errorS), steps: of(stopping), success: always(shutoff), failBack: of(stopping)},
-	policy.ActionStart:         {from: of(shutoff), steps: of(starting), success: always(active), failBack: of(starting)},
+	policy.ActionStop:          {from: of(active, errorS), enforceFrom: of(shutoff), steps: of(stopping), success: always(shutoff), failBack: of(stopping)},
+	policy.ActionStart:         {from: of(shutoff), enforceFrom: of(active), steps: of(starting), success: always(active), failBack: of(starting)},
 	policy.ActionReboot:        {from: of(active), steps: of(policy.StatusReboot), success: always(active)},
 	policy.ActionHardReboot:    {from: of(active, shutoff, errorS), steps: of(policy.StatusHardReboot), success: always(active)},
 	policy.ActionDelete:        {from: nil, steps: of(deleting), success: always(deleted)},
@@ -135,14 +140,14 @@ func (s *settings) check(req policy.ValidateRequest) policy.Verdict {
 		if !slices.Equal(t.Steps, p.steps) {
 			return policy.Deny(fmt.Sprintf("%s may not declare the steps %s (it shows %s)", req.Action, list(t.Steps), list(p.steps)))
 		}
-		if req.Action != policy.ActionDelete && (p.from == nil || slices.Contains(p.from, t.Origin)) {
+		if req.Action != policy.ActionDelete && (p.from == nil || slices.Contains(p.from, t.Origin) || slices.Contains(p.enforceFrom, t.Origin)) {
 			if ends := p.success(t.Origin); !slices.Contains(ends, t.Target) {
 				return policy.Deny(fmt.Sprintf("%s from %s may not target %s (only %s)", req.Action, show(t.Origin), show(t.Target), list(ends)))
 			}
 		}
 	}
 
-	edges := p.edges(req.Action, origin(req, p), t)
+	edges := p.edges(req.Action, origin(req, p), t, req.Cause)
 	if overseer {
 		edges = overseen(edges, p)
 	}
@@ -196,8 +201,9 @@ func origin(req policy.ValidateRequest, p plan) policy.Status {
 }
 
 // edges lists every change the action may make, given its origin ("" when
-// unknown, which rules out the changes that need it) and transition.
-func (p plan) edges(a policy.Action, origin policy.Status, t *policy.Transition) []edge {
+// unknown, which rules out the changes that need it), transition and the
+// cause of the change (only the reconciler starts from enforceFrom).
+func (p plan) edges(a policy.Action, origin policy.Status, t *policy.Transition, cause policy.Cause) []edge {
 	var es []edge
 	if a == policy.ActionDelete {
 		// Delete pre-empts anything: any status may go to DELETING.
@@ -213,7 +219,8 @@ func (p plan) edges(a policy.Action, origin policy.Status, t *policy.Transition)
 	if t != nil && slices.Contains(success, t.Target) {
 		success = []policy.Status{t.Target} // the transition chose among the allowed ends
 	}
-	canStart := a == policy.ActionCreate || (origin != "" && (p.from == nil || slices.Contains(p.from, origin)))
+	canStart := a == policy.ActionCreate || (origin != "" && (p.from == nil || slices.Contains(p.from, origin) ||
+		cause == policy.CauseReconciler && slices.Contains(p.enforceFrom, origin)))
 	if len(p.steps) == 0 {
 		// The action is one change, which both starts and ends it.
 		if !canStart {

@@ -115,14 +115,12 @@ var changes = []change{
 	{"stop of ERROR", plain, policy.ActionStop, api, errorS, stopping, tr("stop", errorS, shutoff), ""},
 	{"stop of ERROR fails back", plain, policy.ActionStop, drv, stopping, errorS, tr("stop", errorS, shutoff), ""},
 	{"stop fails to ERROR", plain, policy.ActionStop, drv, stopping, errorS, tr("stop", active, shutoff), "stop may not go from STOPPING to ERROR (only to SHUTOFF, ACTIVE)"},
-	{"stop of SHUTOFF", plain, policy.ActionStop, api, shutoff, stopping, tr("stop", shutoff, shutoff), "stop may not start from SHUTOFF (only from ACTIVE, ERROR)"},
 
 	// start: SHUTOFF → STARTING → ACTIVE, failure back to the origin
 	{"start starts", plain, policy.ActionStart, api, shutoff, starting, tr("start", shutoff, active), ""},
 	{"start succeeds", plain, policy.ActionStart, drv, starting, active, tr("start", shutoff, active), ""},
 	{"start fails back", plain, policy.ActionStart, drv, starting, shutoff, tr("start", shutoff, active), ""},
 	{"start fails to ERROR", plain, policy.ActionStart, drv, starting, errorS, tr("start", shutoff, active), "start may not go from STARTING to ERROR (only to ACTIVE, SHUTOFF)"},
-	{"start of ACTIVE", plain, policy.ActionStart, api, active, starting, tr("start", active, active), "start may not start from ACTIVE (only from SHUTOFF)"},
 	{"start shows BUILD", plain, policy.ActionStart, drv, starting, build, tr("start", shutoff, active), "start may not show BUILD (from STARTING)"},
 
 	// reboot: ACTIVE → REBOOT → ACTIVE; hardReboot: ACTIVE, SHUTOFF, ERROR → HARD_REBOOT → ACTIVE; failure ERROR
@@ -187,8 +185,20 @@ var changes = []change{
 		"the reconciler may not take resize from QUEUE_RESIZE to PREP_RESIZE (only start it, or end it in ERROR or back at its origin where it may fail back)"},
 	{"reconciler may not finish a stop", plain, policy.ActionStop, rec, stopping, shutoff, tr("stop", active, shutoff),
 		"the reconciler may not take stop from STOPPING to SHUTOFF (only start it, or end it in ERROR or back at its origin where it may fail back)"},
-	{"reconciler may not start from the wrong status", plain, policy.ActionStart, rec, active, starting, tr("start", active, active),
-		"the reconciler may not take start from ACTIVE to STARTING (only start it, or end it in ERROR or back at its origin where it may fail back)"},
+	{"reconciler may not start from the wrong status", plain, policy.ActionStart, rec, errorS, starting, tr("start", errorS, active),
+		"the reconciler may not take start from ERROR to STARTING (only start it, or end it in ERROR or back at its origin where it may fail back)"},
+
+	// enforcing: only the reconciler may stop an instance the record says
+	// is SHUTOFF, or start one it says is ACTIVE; the driver then runs it
+	{"reconciler enforces SHUTOFF with stop", plain, policy.ActionStop, rec, shutoff, stopping, tr("stop", shutoff, shutoff), ""},
+	{"enforcing stop ends", plain, policy.ActionStop, drv, stopping, shutoff, tr("stop", shutoff, shutoff), ""},
+	{"enforcing stop may not end ACTIVE", plain, policy.ActionStop, drv, stopping, active, tr("stop", shutoff, shutoff), "stop may not go from STOPPING to ACTIVE (only to SHUTOFF)"},
+	{"reconciler enforces ACTIVE with start", plain, policy.ActionStart, rec, active, starting, tr("start", active, active), ""},
+	{"enforcing start ends", plain, policy.ActionStart, drv, starting, active, tr("start", active, active), ""},
+	{"enforcing start fails back", plain, policy.ActionStart, rec, starting, active, tr("start", active, active), ""},
+	{"user may not stop SHUTOFF", plain, policy.ActionStop, api, shutoff, stopping, tr("stop", shutoff, shutoff), "stop may not start from SHUTOFF (only from ACTIVE, ERROR)"},
+	{"user may not start ACTIVE", plain, policy.ActionStart, api, active, starting, tr("start", active, active), "start may not start from ACTIVE (only from SHUTOFF)"},
+	{"driver may not start an enforcing stop", plain, policy.ActionStop, drv, shutoff, stopping, tr("stop", shutoff, shutoff), "stop may not start from SHUTOFF (only from ACTIVE, ERROR)"},
 
 	// a change forced by a policy's answer: the same within an action, nothing outside one
 	{"policy ends a refused step in ERROR", plain, policy.ActionStart, pol, starting, errorS, tr("start", shutoff, active), ""},

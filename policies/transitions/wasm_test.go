@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -111,32 +112,104 @@ func TestWasmPlans(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		origins := p.From
-		if len(origins) == 0 {
-			origins = []instance.Status{instance.StatusActive}
+		type start struct {
+			origin instance.Status
+			cause  instance.Cause
+			st     instance.State
 		}
-		if a == "create" {
-			origins = []instance.Status{""}
+		var starts []start
+		for _, o := range p.From {
+			starts = append(starts, start{o, instance.CauseAPI, instance.State{}}, start{o, instance.CauseAPI, instance.State{ResizedFrom: instance.StatusShutoff}})
 		}
-		for _, origin := range origins {
-			tr := p.Begin(origin, instance.State{}, "req-1", "local", instance.Request{})
-			path := append([]instance.Status{origin}, tr.Steps...)
+		for _, o := range p.EnforceFrom {
+			starts = append(starts, start{o, instance.CauseReconciler, instance.State{}})
+		}
+		switch a {
+		case "create":
+			starts = []start{{"", instance.CauseAPI, instance.State{}}}
+		case "delete":
+			starts = []start{{instance.StatusActive, instance.CauseAPI, instance.State{}}, {instance.StatusStopping, instance.CauseAPI, instance.State{}}}
+		}
+		for _, s := range starts {
+			tr := p.Begin(s.origin, s.st, "req-1", "local", instance.Request{})
+			path := append([]instance.Status{s.origin}, tr.Steps...)
 			path = append(path, tr.Target)
 			for i := 1; i < len(path); i++ {
+				cause := instance.CauseDriver
+				if i == 1 {
+					cause = s.cause
+				}
 				v, err := m.Validate(context.Background(), hostpolicy.ValidateRequest{
-					Action: p.Action, Cause: instance.CauseDriver, From: path[i-1], To: path[i], Transition: tr})
+					Action: p.Action, Cause: cause, From: path[i-1], To: path[i], Transition: tr})
 				gap := knownPlanGaps[a]
 				switch {
 				case err != nil:
-					t.Errorf("%s from %q: %s -> %s: %v", a, origin, path[i-1], path[i], err)
+					t.Errorf("%s from %q: %s -> %s: %v", a, s.origin, path[i-1], path[i], err)
 				case gap && v.Allow:
 					t.Errorf("%s: core/instance now targets %s, which the policy allows: remove it from knownPlanGaps", a, tr.Target)
 				case gap:
 					t.Logf("known gap: %s from %s -> %s: %s", a, path[i-1], path[i], v.Reason)
 				case !v.Allow:
-					t.Errorf("%s from %q: %s -> %s refused: %s", a, origin, path[i-1], path[i], v.Reason)
+					t.Errorf("%s from %q (%s): %s -> %s refused: %s", a, s.origin, cause, path[i-1], path[i], v.Reason)
 				}
 			}
+		}
+	}
+}
+
+// TestSameTableAsModel compares this policy's table, row by row, with
+// core/instance's, which the executor follows: the two are written
+// independently, and must say the same.
+func TestSameTableAsModel(t *testing.T) {
+	conv := func(ss []instance.Status) []policy.Status {
+		var out []policy.Status
+		for _, s := range ss {
+			out = append(out, policy.Status(s))
+		}
+		return out
+	}
+	seen := map[policy.Action]bool{}
+	for _, spec := range instance.Actions() {
+		a := policy.Action(spec.Action)
+		seen[a] = true
+		p, ok := plans[a]
+		if !ok {
+			t.Errorf("%s: in core/instance's table, not in the policy's", a)
+			continue
+		}
+		if got, want := p.from, conv(spec.From); !slices.Equal(got, want) {
+			t.Errorf("%s: from %v, core/instance says %v", a, got, want)
+		}
+		if got, want := p.enforceFrom, conv(spec.EnforceFrom); !slices.Equal(got, want) {
+			t.Errorf("%s: enforced from %v, core/instance says %v", a, got, want)
+		}
+		if got, want := p.steps, conv(spec.Shows()); !slices.Equal(got, want) {
+			t.Errorf("%s: shows %v, core/instance says %v", a, got, want)
+		}
+		var back []policy.Status
+		for i, st := range spec.Steps {
+			if spec.FailsToOrigin(i) && st.Status != "" {
+				back = append(back, policy.Status(st.Status))
+			}
+		}
+		if !slices.Equal(p.failBack, back) {
+			t.Errorf("%s: fails back to the origin on %v, core/instance says %v", a, p.failBack, back)
+		}
+		origins := append(slices.Clone(spec.From), spec.EnforceFrom...)
+		if len(origins) == 0 {
+			origins = []instance.Status{"", instance.StatusActive, instance.StatusShutoff}
+		}
+		for _, o := range origins {
+			for _, st := range []instance.State{{}, {ResizedFrom: instance.StatusShutoff}} {
+				if end := policy.Status(spec.Success(o, st)); !slices.Contains(p.success(policy.Status(o)), end) {
+					t.Errorf("%s from %q: core/instance ends it in %s, the policy in %v", a, o, end, p.success(policy.Status(o)))
+				}
+			}
+		}
+	}
+	for a := range plans {
+		if !seen[a] {
+			t.Errorf("%s: in the policy's table, not in core/instance's", a)
 		}
 	}
 }
