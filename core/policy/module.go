@@ -40,7 +40,8 @@ const (
 const logBurstSeconds = 5
 
 // startTimeout bounds instantiation (_initialize, which runs the guest's
-// init functions) and lucid_policy_info at load time. It is generous
+// init functions), lucid_policy_info at load time and lucid_init (settings
+// parsing, often with encoding/json, slow in a guest) for every instance. It is generous
 // because a Go guest's runtime start is ~6 ms but a slow machine under
 // the race detector is much slower, and it only guards against a guest
 // that never finishes starting.
@@ -300,7 +301,7 @@ func (e *Engine) load(ctx context.Context, cfg Config) (_ *Module, err error) {
 	if !json.Valid(cfg.Settings) || !bytes.HasPrefix(bytes.TrimSpace(cfg.Settings), []byte("{")) {
 		return nil, &SettingsError{Reason: "settings must be a JSON object"}
 	}
-	if err := g.init(ctx, cfg.Settings, cfg.Timeout); err != nil {
+	if err := g.init(ctx, cfg.Settings, startTimeout); err != nil {
 		return nil, err
 	}
 
@@ -465,7 +466,7 @@ func (m *Module) acquire(ctx context.Context) (*guest, error) {
 	g, err := m.instantiate(ctx)
 	if err == nil {
 		g.bind(m.cfg.Hook)
-		err = g.init(ctx, m.cfg.Settings, m.cfg.Timeout)
+		err = g.init(ctx, m.cfg.Settings, startTimeout)
 		if err != nil {
 			m.stats.discarded.Add(1)
 			g.close()
