@@ -39,12 +39,12 @@ const (
 // trace or a policy's start-up messages.
 const logBurstSeconds = 5
 
-// startTimeout bounds instantiation (_initialize, which runs the guest's
-// init functions), lucid_policy_info at load time and lucid_init (settings
-// parsing, often with encoding/json, slow in a guest) for every instance. It is generous
-// because a Go guest's runtime start is ~6 ms but a slow machine under
-// the race detector is much slower, and it only guards against a guest
-// that never finishes starting.
+// startTimeout bounds what starting an instance runs once: instantiation
+// (_initialize, which runs the guest's init functions), lucid_policy_info
+// at load time and lucid_init (settings parsing, often with encoding/json,
+// slow in a guest). It is generous because a Go guest's runtime start is
+// ~6 ms but a slow machine under the race detector is much slower, and it
+// only guards against a guest that never finishes starting.
 const startTimeout = 5 * time.Second
 
 // maxResponse caps what the host copies out of a guest per call.
