@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lucid-project/lucid/core/instance"
+	"github.com/lucid-project/lucid/internal/testenv"
 	sdk "github.com/lucid-project/lucid/sdk/policy"
 	"github.com/lucid-project/lucid/sdk/policy/policytest"
 	"github.com/tetratelabs/wazero"
@@ -40,7 +41,7 @@ func benchRequest() ValidateRequest {
 // into the same module (lucid_abi_version), which is the floor of any call.
 func BenchmarkValidate(b *testing.B) {
 	ctx := context.Background()
-	e, err := NewEngine(ctx, EngineConfig{CacheDir: TestCacheDir})
+	e, err := NewEngine(ctx, EngineConfig{CacheDir: testenv.CacheDir(b)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func BenchmarkValidate(b *testing.B) {
 func BenchmarkGuestParts(b *testing.B) {
 	ctx := context.Background()
 	out := buildBenchGuest(b)
-	e, err := NewEngine(ctx, EngineConfig{CacheDir: TestCacheDir})
+	e, err := NewEngine(ctx, EngineConfig{CacheDir: testenv.CacheDir(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lucid-project/lucid/core/policy"
+	"github.com/lucid-project/lucid/internal/testenv"
 )
 
 // TestCachePrune checks that an Engine keeps, in its cache directory, the
@@ -40,12 +41,14 @@ func TestCachePrune(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Seed the cache with the module's compiled code from the test
-	// binary's cache (which an Engine wrote there): compiling it afresh
-	// takes 20-50 s under -race.
-	seed := filepath.Join(policy.TestCacheDir, digest)
+	// Seed the cache with the module's compiled code from the run's
+	// shared cache (an Engine writes it there): compiling it afresh takes
+	// 20-50 s under -race.
+	shared, _ := newEngine(t)
+	load(t, shared, policy.Config{})
+	seed := filepath.Join(testenv.CacheDir(t), digest)
 	if err := os.CopyFS(filepath.Join(dir, digest), os.DirFS(seed)); err != nil {
-		t.Fatalf("the test binary's cache lacks the module: %v", err)
+		t.Fatalf("the shared cache lacks the module: %v", err)
 	}
 	unused := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	recent := "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"

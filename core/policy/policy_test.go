@@ -16,6 +16,7 @@ import (
 
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/policy"
+	"github.com/lucid-project/lucid/internal/testenv"
 )
 
 // logBuffer is a concurrency-safe sink for the engine's logger.
@@ -40,7 +41,7 @@ func newEngine(t testing.TB) (*policy.Engine, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
 	e, err := policy.NewEngine(context.Background(), policy.EngineConfig{
-		CacheDir: policy.TestCacheDir,
+		CacheDir: testenv.CacheDir(t), // shared by the run's test processes, never the user's
 		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {

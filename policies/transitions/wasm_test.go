@@ -15,14 +15,14 @@ import (
 
 	"github.com/lucid-project/lucid/core/instance"
 	hostpolicy "github.com/lucid-project/lucid/core/policy"
+	"github.com/lucid-project/lucid/internal/testenv"
 	"github.com/lucid-project/lucid/sdk/policy"
 	"github.com/lucid-project/lucid/sdk/policy/policytest"
 )
 
 // wasmPath is this policy, built once for the test binary the way the
-// Makefile builds it; cacheDir is the test binary's compilation cache,
-// removed with it.
-var wasmPath, cacheDir string
+// Makefile builds it.
+var wasmPath string
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -34,7 +34,6 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	wasmPath = filepath.Join(dir, "transitions.wasm")
-	cacheDir = filepath.Join(dir, "cache")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := policytest.Build(ctx, "", ".", wasmPath); err != nil {
@@ -47,7 +46,7 @@ func run(m *testing.M) int {
 func engine(t *testing.T) *hostpolicy.Engine {
 	t.Helper()
 	e, err := hostpolicy.NewEngine(context.Background(), hostpolicy.EngineConfig{
-		CacheDir: cacheDir,
+		CacheDir: testenv.CacheDir(t), // shared by the run's test processes, never the user's
 	})
 	if err != nil {
 		t.Fatal(err)
