@@ -48,9 +48,28 @@ policy "validate" {
   settings = {}
 }
 
-# The reconciler (record versus hypervisor, decided by a reconcile
-# policy) is not implemented yet; lucid serve warns while it is enabled.
+# What to do when a record and its hypervisor disagree. The defaults:
+# a VM whose power changed behind Lucid's back is corrected in the record
+# (Nova's behaviour), ERROR is never changed, a vanished VM makes its
+# instance ERROR, a VM nobody recorded is flagged, a step that outlived
+# its timeout ends in ERROR. Each setting takes correct, flag or leave
+# (power mismatches also enforce); all "flag" is an observe-only mode.
+policy "reconcile" {
+  module   = "bin/policies/reconcile.wasm"
+  settings = {
+    on_power_mismatch = "correct"
+    on_error          = "leave"
+    on_vanished       = "correct"
+    on_unmanaged      = "flag"
+    on_stuck          = "correct"
+    grace             = "0s"
+  }
+}
+
+# The sweep: every interval, each node compares its instances with its
+# drivers' VMs (driver events and plugin restarts trigger a look at once).
+# enabled = false turns it off entirely.
 reconciler {
-  enabled  = false
+  enabled  = true
   interval = "30s"
 }

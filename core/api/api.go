@@ -48,6 +48,8 @@ type Lifecycle interface {
 	List(ctx context.Context) ([]store.Record, error)
 	History(ctx context.Context, id string) ([]instance.HistoryRecord, error)
 	Catalog() *lifecycle.Catalog
+	Flagged(ctx context.Context) ([]store.Record, []store.Unmanaged, error)
+	Unflag(ctx context.Context, id string) (store.Record, error)
 }
 
 var _ Lifecycle = (*lifecycle.Service)(nil)
@@ -143,6 +145,8 @@ func (s *Server) routes() []route {
 		{"GET /v1/instances/{id}/history", s.history},
 		{"GET /v1/flavors", s.nativeFlavors},
 		{"GET /v1/images", s.nativeImages},
+		{"GET /v1/flags", s.nativeFlags},
+		{"POST /v1/instances/{id}/unflag", s.nativeUnflag},
 	}
 }
 

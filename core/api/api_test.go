@@ -441,7 +441,7 @@ func TestRefusedOutcomeEndsInError(t *testing.T) {
 		{"", "BUILD", "create", "api", req},
 		{"BUILD", "ERROR", "create", "policy", req},
 	})
-	if h[1].Policy != "refuse@0.0.1" || !strings.Contains(h[1].Message, "refused by this test policy") {
+	if !strings.HasPrefix(h[1].Policy, "refuse@0.0.1 sha256:") || !strings.Contains(h[1].Message, "refused by this test policy") {
 		t.Fatalf("imposed record %+v", h[1])
 	}
 	// Delete still works (DELETING and DELETED are allowed).

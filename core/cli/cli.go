@@ -44,6 +44,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					serverCreateCommand(), serverShowCommand(), serverListCommand(), serverDeleteCommand(),
 					serverHistoryCommand(), serverStopCommand(), serverStartCommand(), serverRebootCommand(),
 					serverRebuildCommand(), serverResizeCommand(), serverConfirmResizeCommand(), serverRevertResizeCommand(),
+					serverFlagsCommand(), serverUnflagCommand(),
 				},
 			},
 			{

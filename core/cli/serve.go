@@ -38,10 +38,10 @@ func serveCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			if cfg.ReconcilerEnabled() || cfg.Policy(config.HookReconcile) != nil {
+			if !cfg.ReconcilerEnabled() {
 				// Say so rather than let an operator believe mismatches are
 				// being handled.
-				logger.Warn("the reconciler is not implemented yet: record/hypervisor mismatches are neither corrected nor flagged; the reconciler block and reconcile policy are accepted and ignored")
+				logger.Warn("the reconciler is disabled (reconciler { enabled = false }): nothing compares the records with the hypervisors")
 			}
 			logger.Info("lucid ready", "api", "http://"+n.Addr, "node", cfg.Node, "etcd", n.EtcdURL, "startup", n.Ready.Round(time.Millisecond))
 			select {

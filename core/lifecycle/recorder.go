@@ -156,9 +156,19 @@ func (r *Recorder) Check(ctx context.Context, base store.Record, ch Change) erro
 	if at.IsZero() {
 		at = r.now()
 	}
-	v, err := r.validator.Validate(ctx, policy.ValidateRequest{
-		Now: at, Action: ch.Action, Cause: ch.Cause, From: from, To: to, Instance: st, Transition: t,
-	})
+	req := policy.ValidateRequest{Now: at, Action: ch.Action, Cause: ch.Cause, From: from, To: to, Instance: st, Transition: t}
+	// A policy that failed (trapped, timed out) did not decide; its
+	// instance was discarded, so asking again gets a fresh one. Only a
+	// policy that keeps failing lets its fallback answer.
+	var v policy.Verdict
+	var err error
+	for attempt := 1; ; attempt++ {
+		v, err = r.validator.Validate(ctx, req)
+		if err == nil || attempt == policyAttempts || ctx.Err() != nil {
+			break
+		}
+		r.logger.Warn("validate policy failed; asking again", "instance", ch.ID, "from", from, "to", to, "attempt", attempt, "err", err)
+	}
 	if err != nil {
 		r.logger.Error("validate policy failed; its fallback answered", "instance", ch.ID, "from", from, "to", to,
 			"allow", v.Allow, "err", err)
@@ -168,6 +178,10 @@ func (r *Recorder) Check(ctx context.Context, base store.Record, ch Change) erro
 	}
 	return nil
 }
+
+// policyAttempts is how many times a failing validate policy is asked
+// before its fallback answers.
+const policyAttempts = 3
 
 // Impose writes ERROR with a fault without asking the policy. It exists
 // for one purpose: to end a transition whose outcome the policy refused or

@@ -12,6 +12,7 @@ import (
 	coredriver "github.com/lucid-project/lucid/core/driver"
 	"github.com/lucid-project/lucid/core/lifecycle"
 	"github.com/lucid-project/lucid/core/policy"
+	"github.com/lucid-project/lucid/core/reconcile"
 	"github.com/lucid-project/lucid/core/store"
 	"github.com/lucid-project/lucid/sdk/driver"
 )
@@ -23,8 +24,15 @@ import (
 type Components struct {
 	// Validator is the validate policy, nil if none is configured.
 	Validator lifecycle.Validator
-	// PolicyID names the validate policy in history records.
+	// PolicyID names the validate policy in history records:
+	// "name@version sha256:<12 hex>".
 	PolicyID string
+	// Decider is the reconcile policy, nil if none is configured;
+	// DeciderID names it like PolicyID.
+	Decider   reconcile.Decider
+	DeciderID string
+	// Modules are the loaded policy modules, for their statistics.
+	Modules []*policy.Module
 	// Drivers by configured name, and what each reported about itself.
 	Drivers map[string]driver.Driver
 	Infos   []store.DriverInfo
@@ -64,15 +72,22 @@ func Load(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Comp
 			c.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	if pc := cfg.Policy(config.HookValidate); pc != nil {
-		eng, err := policy.NewEngine(ctx, policy.EngineConfig{CacheDir: cacheDir(cfg), Logger: logger.With("component", "policy")})
-		if err != nil {
-			return nil, err
+	var eng *policy.Engine
+	for _, hook := range []policy.Hook{policy.HookValidate, policy.HookReconcile} {
+		pc := cfg.Policy(string(hook))
+		if pc == nil {
+			continue
 		}
-		c.closers = append(c.closers, eng.Close)
+		if eng == nil {
+			if eng, err = policy.NewEngine(ctx, policy.EngineConfig{CacheDir: cacheDir(cfg), Logger: logger.With("component", "policy")}); err != nil {
+				return nil, err
+			}
+			c.closers = append(c.closers, eng.Close)
+		}
 		mod, err := eng.Load(ctx, policy.Config{
-			Name: pc.Hook, Hook: policy.HookValidate, Path: pc.Module, Settings: pc.Settings,
+			Name: pc.Hook, Hook: hook, Path: pc.Module, Settings: pc.Settings,
 			Timeout: pc.Timeout, MemoryLimitMiB: uint32(pc.MemoryMiB), Fallback: policy.Fallback(pc.Fallback),
+			MaxCalls: pc.MaxCalls, MaxMemoryMiB: uint32(pc.MaxMemoryMiB), LogLinesPerSecond: pc.LogLinesPerSecond,
 		})
 		if err != nil {
 			if errors.Is(err, policy.ErrSettings) {
@@ -80,9 +95,15 @@ func Load(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Comp
 			}
 			return nil, cfg.Errorf(pc.ModuleRange, "Cannot load policy module", "%v", err)
 		}
-		c.Validator = mod
 		info := mod.Info()
-		c.PolicyID = fmt.Sprintf("%s@%s", info.Name, info.Version)
+		id := fmt.Sprintf("%s@%s sha256:%s", info.Name, info.Version, mod.Digest())
+		switch hook {
+		case policy.HookValidate:
+			c.Validator, c.PolicyID = mod, id
+		case policy.HookReconcile:
+			c.Decider, c.DeciderID = mod, id
+		}
+		c.Modules = append(c.Modules, mod)
 	}
 
 	// Plugin sockets live in a private directory removed at close, so a

@@ -19,6 +19,7 @@ import (
 	"github.com/lucid-project/lucid/core/executor"
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/lifecycle"
+	"github.com/lucid-project/lucid/core/reconcile"
 	"github.com/lucid-project/lucid/core/store"
 	"github.com/lucid-project/lucid/core/store/embedded"
 )
@@ -38,6 +39,8 @@ type Node struct {
 	EtcdURL string
 	// Ready is how long start-up took, from Start to API ready.
 	Ready time.Duration
+	// Reconciler is the node's reconciler, nil when it is disabled.
+	Reconciler *reconcile.Reconciler
 
 	logger  *slog.Logger
 	closers []func(context.Context) error
@@ -91,6 +94,24 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		ex.Run(rctx)
 	}()
 	n.closers = append(n.closers, func(context.Context) error { cancel(); <-exDone; return nil })
+
+	if cfg.ReconcilerEnabled() {
+		n.Reconciler = reconcile.New(reconcile.Config{
+			Store: n.Store, Recorder: rec, Starter: svc, Unmanaged: reg, Node: cfg.Node, Drivers: comp.Drivers,
+			Policy: comp.Decider, PolicyID: comp.DeciderID, Interval: cfg.Reconciler.Interval,
+			StepTimeout: stepTimeouts(cfg), Logger: logger.With("component", "reconcile"),
+		})
+		if comp.Decider == nil {
+			logger.Warn("the reconciler is enabled without a reconcile policy: it only flags what it finds (observe-only); configure policy \"reconcile\" to let it correct")
+		}
+		rcctx, rccancel := context.WithCancel(context.WithoutCancel(ctx))
+		rcDone := make(chan struct{})
+		go func() {
+			defer close(rcDone)
+			n.Reconciler.Run(rcctx)
+		}()
+		n.closers = append(n.closers, func(context.Context) error { rccancel(); <-rcDone; return nil })
+	}
 
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {

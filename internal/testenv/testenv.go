@@ -357,3 +357,24 @@ func RawTxn(t testing.TB, url string, n, par int) (per time.Duration, rate float
 	}
 	return took / time.Duration(n), float64(n) / took.Seconds()
 }
+
+// GetRaw reads the value at key (a full key) from the etcd at url, ""
+// when absent.
+func GetRaw(t testing.TB, url, key string) string {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return ""
+	}
+	return string(resp.Kvs[0].Value)
+}

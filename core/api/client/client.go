@@ -261,3 +261,19 @@ func (c *Client) Wait(ctx context.Context, id, requestID string, every time.Dura
 
 // ErrGone is what Wait returns when the instance was deleted.
 var ErrGone = errors.New("instance deleted")
+
+// Flags lists the flagged instances and the unmanaged VMs.
+func (c *Client) Flags(ctx context.Context) (Flags, error) {
+	var out Flags
+	_, err := c.Do(ctx, "GET", "/v1/flags", nil, &out, http.StatusOK)
+	return out, err
+}
+
+// Unflag clears an instance's reconciler flags.
+func (c *Client) Unflag(ctx context.Context, id string) (Instance, error) {
+	var out struct {
+		Instance Instance `json:"instance"`
+	}
+	_, err := c.Do(ctx, "POST", "/v1/instances/"+url.PathEscape(id)+"/unflag", nil, &out, http.StatusOK)
+	return out.Instance, err
+}

@@ -107,3 +107,20 @@ type HistoryRecord struct {
 	Message   string    `json:"message,omitempty"`
 	Policy    string    `json:"policy,omitempty"`
 }
+
+// Flags is what GET /v1/flags answers: the flagged instances and the VMs
+// no record names.
+type Flags struct {
+	Instances []Instance    `json:"instances"`
+	Unmanaged []UnmanagedVM `json:"unmanaged"`
+}
+
+// UnmanagedVM is a VM a node's driver reports that no record names.
+type UnmanagedVM struct {
+	Node   string    `json:"node"`
+	Driver string    `json:"driver"`
+	ID     string    `json:"id"`
+	Power  string    `json:"power"`
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason,omitempty"`
+}
