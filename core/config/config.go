@@ -77,6 +77,13 @@ type Config struct {
 	Policies   []Policy    `hcl:"policy,block"`
 	Reconciler *Reconciler `hcl:"reconciler,block"`
 
+	// Auth (never nil after Load), the default Quota (nil: unlimited),
+	// Projects and Users are identity's blocks; see identity.go.
+	Auth     *Auth     `hcl:"auth,block"`
+	Quota    *Quota    `hcl:"quota,block"`
+	Projects []Project `hcl:"project,block"`
+	Users    []User    `hcl:"user,block"`
+
 	// Dir is the directory of the config file; relative paths were
 	// resolved against it.
 	Dir string
@@ -514,6 +521,8 @@ func (c *Config) validate(body hcl.Body, o Options) hcl.Diagnostics {
 		c.Defaults = &Defaults{}
 	}
 	diags = append(diags, c.Defaults.validate()...)
+
+	diags = append(diags, c.validateIdentity(o)...)
 
 	diags = append(diags, c.validateFlavors()...)
 	diags = append(diags, c.validateImages(o)...)
