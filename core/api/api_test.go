@@ -261,7 +261,7 @@ func TestBadRequests(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := testnode.Call(t, n.Base, c.method, c.path, c.body, c.header)
+			r := n.CallHeader(t, c.method, c.path, c.body, c.header)
 			if r.Code != c.code {
 				t.Fatalf("%d %.300s, want %d", r.Code, r.Raw, c.code)
 			}
@@ -583,7 +583,7 @@ func TestListPaging(t *testing.T) {
 		var got []string
 		var pages []int
 		for next := n.Base + path; next != ""; {
-			r := testnode.Call(t, next, "GET", "", "", nil)
+			r := testnode.Call(t, next, "GET", "", "", map[string]string{"X-Auth-Token": n.Token})
 			if r.Code != http.StatusOK {
 				t.Fatalf("%s: %d %s", next, r.Code, r.Raw)
 			}
@@ -652,7 +652,7 @@ func TestMicroversion(t *testing.T) {
 		{map[string]string{"OpenStack-API-Version": "compute 2.19"}, "2.19", "[description:<nil> locked:false]"},
 		{map[string]string{"X-OpenStack-Nova-API-Version": "latest"}, "2.21", "[description:<nil> locked:false]"},
 	} {
-		r := testnode.Call(t, n.Base, "GET", "/v2.1/servers/"+id, "", c.header)
+		r := n.CallHeader(t, "GET", "/v2.1/servers/"+id, "", c.header)
 		if r.Code != http.StatusOK || r.Header.Get("X-OpenStack-Nova-API-Version") != c.served || r.Header.Get("OpenStack-API-Version") != "compute "+c.served {
 			t.Fatalf("%v: %d, headers %v", c.header, r.Code, r.Header)
 		}
@@ -672,7 +672,7 @@ func TestMicroversion(t *testing.T) {
 		t.Fatalf("version document %v", v)
 	}
 	// A description is refused, not dropped.
-	r := testnode.Call(t, n.Base, "POST", "/v2.1/servers", `{"server": {"name": "d", "flavorRef": "m1.tiny", "imageRef": "cirros", "description": "x"}}`,
+	r := n.CallHeader(t, "POST", "/v2.1/servers", `{"server": {"name": "d", "flavorRef": "m1.tiny", "imageRef": "cirros", "description": "x"}}`,
 		map[string]string{"X-OpenStack-Nova-API-Version": "2.19", "Content-Type": "application/json"})
 	if r.Code != http.StatusBadRequest || !strings.Contains(r.Raw, "server.description not supported") {
 		t.Fatalf("create with a description: %d %s", r.Code, r.Raw)
