@@ -64,8 +64,8 @@ type Config struct {
 
 	Executor *Executor `hcl:"executor,block"`
 	History  *History  `hcl:"history,block"`
-	// Defaults are the owner recorded on new instances until identity
-	// exists; never nil after Load.
+	// Defaults are who requests act as while auth is disabled (the owner
+	// of new instances); never nil after Load.
 	Defaults *Defaults `hcl:"defaults,block"`
 
 	// Flavors and Images are the catalogs clients choose from (flavorRef,
@@ -241,8 +241,8 @@ type History struct {
 }
 
 // Defaults name the project and user that own new instances and their
-// actions (the compute API's tenant_id and user_id) until Lucid has
-// identity. Each is an id: non-empty, at most 255 characters, no
+// actions (the compute API's tenant_id and user_id) while auth is
+// disabled; with auth, the token says. Each is an id: non-empty, at most 255 characters, no
 // whitespace, '/' or control characters. Unset (empty) means the API's
 // default, "lucid".
 type Defaults struct {
