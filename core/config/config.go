@@ -242,8 +242,8 @@ type History struct {
 
 // Defaults name the project and user that own new instances and their
 // actions (the compute API's tenant_id and user_id) while auth is
-// disabled; with auth, the token says. Each is an id: non-empty, at most 255 characters, no
-// whitespace, '/' or control characters. Unset (empty) means the API's
+// disabled; with auth, the token says. Each is an id: non-empty, at most
+// 255 characters, no whitespace, '/' or control characters. Unset (empty) means the API's
 // default, "lucid".
 type Defaults struct {
 	ProjectID      string    `hcl:"project_id,optional"`

@@ -459,6 +459,17 @@ func openstackLists(t *testing.T, n *testnode.Node, rec *recorder, c clientsRun,
 		t.Fatalf("server list --limit -1 fetched pages of %v servers, want [2 1 0]", pages)
 	}
 
+	// The README's token for curl; revoked through the client, it is
+	// refused.
+	token := strings.TrimSpace(c.openstack(t, "token", "issue", "-f", "value", "-c", "id"))
+	if r := testnode.Call(t, n.Base, "GET", "/v2.1/servers", "", map[string]string{"X-Auth-Token": token}); r.Code != http.StatusOK {
+		t.Fatalf("the token of openstack token issue: %d %s", r.Code, r.Raw)
+	}
+	c.openstack(t, "token", "revoke", token)
+	if r := testnode.Call(t, n.Base, "GET", "/v2.1/servers", "", map[string]string{"X-Auth-Token": token}); r.Code != http.StatusUnauthorized {
+		t.Fatalf("a token revoked with openstack token revoke: %d %s", r.Code, r.Raw)
+	}
+
 	if got := names(t, c.openstack(t, "flavor", "list", "-f", "json")); !slices.Equal(got, []string{"m1.large", "m1.medium", "m1.small", "m1.tiny"}) {
 		t.Fatalf("flavor list: %v", got)
 	}

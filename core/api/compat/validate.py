@@ -176,6 +176,7 @@ IDENTITY = [
                                                 'properties': {'version': _IDENTITY_VERSION}}}),
     ('POST', r'/identity/v3/auth/tokens', 'keystone.issue_token', {'status_code': [201], 'response_body': _TOKEN}),
     ('GET', r'/identity/v3/auth/tokens', 'keystone.validate_token', {'status_code': [200], 'response_body': _TOKEN}),
+    ('DELETE', r'/identity/v3/auth/tokens', 'keystone.revoke_token', {'status_code': [204]}),
 ]
 KEYSTONE_ERROR = {
     'type': 'object', 'required': ['error'], 'additionalProperties': False, 'properties': {'error': {
