@@ -84,12 +84,12 @@ type Server struct {
 	auth          Authenticator
 	quotas        Quotas
 	metricsPublic bool
-	logger      *slog.Logger
-	mux         *http.ServeMux
-	project     string
-	user        string
-	maxLimit    int
-	catalogTime time.Time
+	logger        *slog.Logger
+	mux           *http.ServeMux
+	project       string
+	user          string
+	maxLimit      int
+	catalogTime   time.Time
 }
 
 // New returns the API handler.

@@ -37,7 +37,9 @@ func TestIdentityValid(t *testing.T) {
 		{"clouds.yaml for a cluster", "store { endpoints = [\"http://127.0.0.1:2379\"] }", func(c *config.Config) any { return c.CloudsYAMLPath() }, filepath.Join(dir, "clouds.yaml")},
 		{"no quota", ``, func(c *config.Config) any { return c.QuotaFor("p") }, config.Limits{Instances: -1, Cores: -1, RAMMB: -1}},
 		{"quota defaults and override", "quota {\n  instances = 10\n  cores     = 20\n}\nproject \"p\" {\n  quota {\n    cores  = 4\n    ram_mb = -1\n  }\n}\nproject \"q\" {}",
-			func(c *config.Config) any { return []config.Limits{c.QuotaFor("p"), c.QuotaFor("q"), c.QuotaFor("admin")} },
+			func(c *config.Config) any {
+				return []config.Limits{c.QuotaFor("p"), c.QuotaFor("q"), c.QuotaFor("admin")}
+			},
 			[]config.Limits{{Instances: 10, Cores: 4, RAMMB: -1}, {Instances: 10, Cores: 20, RAMMB: -1}, {Instances: 10, Cores: 20, RAMMB: -1}}},
 		{"project quota block", "project \"p\" {\n  quota { instances = 0 }\n}", func(c *config.Config) any { return c.Project("p").Quota.Instances }, intp(0)},
 		{"user with a hash", "project \"p\" {}\nuser \"u\" {\n  password_hash = \"" + hash + "\"\n  roles = { \"p\" = \"member\", admin = \"reader\" }\n}",
