@@ -210,6 +210,27 @@ func AdminCloud(t testing.TB, cfg *config.Config) identity.Cloud {
 	return c
 }
 
+// AdminClient is a client for the API at base that logged in as the
+// admin of the clouds.yaml written by the first start of a node of the
+// config at configPath (a `lucid serve` subprocess, say); with auth
+// disabled it sends no token.
+func AdminClient(t testing.TB, configPath, base string) *client.Client {
+	t.Helper()
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(base)
+	if !cfg.AuthEnabled() {
+		return c
+	}
+	a := AdminCloud(t, cfg).Auth
+	if _, err := c.Authenticate(context.Background(), a.Username, a.Password, a.ProjectName); err != nil {
+		t.Fatalf("log in as %s: %v", a.Username, err)
+	}
+	return c
+}
+
 // Login authenticates user in project by password and returns a client
 // that sends the token.
 func (n *Node) Login(t testing.TB, user, password, project string) *client.Client {
