@@ -11,6 +11,25 @@ store {
 
 api { listen = "127.0.0.1:8774" }
 
+# Requests need a token. On its first start lucid serve creates the user
+# admin (role admin in project admin) with a generated password, stored
+# only hashed, and writes it to data/clouds.yaml (mode 0600), which
+# bin/lucid and `openstack --os-cloud lucid` use. More users and projects
+# go in user and project blocks; passwords as bcrypt hashes or secret
+# files, never in this file.
+auth {
+  enabled   = true
+  token_ttl = "1h"
+}
+
+# Every project's quota, Nova's defaults; a project block can override
+# them (-1 is unlimited).
+quota {
+  instances = 10
+  cores     = 20
+  ram_mb    = 51200
+}
+
 # The catalogs clients choose from: the label is the id in flavorRef and
 # imageRef. The fake driver ignores image sources; a real driver reads
 # them (file = "images/cirros.qcow2" names a file beside this config).

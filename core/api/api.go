@@ -47,6 +47,7 @@ type Lifecycle interface {
 	Get(ctx context.Context, id string) (store.Record, error)
 	List(ctx context.Context) ([]store.Record, error)
 	History(ctx context.Context, id string) ([]instance.HistoryRecord, error)
+	Usage(ctx context.Context, project string) (store.Usage, error)
 	Catalog() *lifecycle.Catalog
 	Flagged(ctx context.Context) ([]store.Record, []store.Unmanaged, error)
 	Unflag(ctx context.Context, id string) (store.Record, error)
@@ -59,9 +60,16 @@ type Options struct {
 	// Logger receives one access-log line per request (info) and internal
 	// errors; nil discards.
 	Logger *slog.Logger
-	// Project and User are recorded as the owner (tenant_id, user_id) of
-	// every new instance and action until identity exists; "" means
-	// "lucid".
+	// Auth checks every request's token (see auth.go); nil disables
+	// authentication, and every request then acts as an admin of Project.
+	Auth Authenticator
+	// Quotas are the projects' limits, shown by os-quota-sets; nil shows
+	// every limit as unlimited (-1).
+	Quotas Quotas
+	// MetricsPublic lets /metrics be read without a token.
+	MetricsPublic bool
+	// Project and User are who a request acts as while auth is disabled:
+	// the owner (tenant_id, user_id) of new instances; "" means "lucid".
 	Project string
 	User    string
 	// MaxLimit bounds one page of a list; 0 means DefaultMaxLimit.
@@ -74,18 +82,21 @@ type Options struct {
 
 // Server is the HTTP handler.
 type Server struct {
-	lc          Lifecycle
-	logger      *slog.Logger
-	mux         *http.ServeMux
-	project     string
-	user        string
-	maxLimit    int
-	catalogTime time.Time
+	lc            Lifecycle
+	auth          Authenticator
+	quotas        Quotas
+	metricsPublic bool
+	logger        *slog.Logger
+	mux           *http.ServeMux
+	project       string
+	user          string
+	maxLimit      int
+	catalogTime   time.Time
 }
 
 // New returns the API handler.
 func New(lc Lifecycle, opts Options) *Server {
-	s := &Server{lc: lc, logger: opts.Logger, mux: http.NewServeMux(), project: opts.Project, user: opts.User,
+	s := &Server{lc: lc, auth: opts.Auth, quotas: opts.Quotas, metricsPublic: opts.MetricsPublic, logger: opts.Logger, mux: http.NewServeMux(), project: opts.Project, user: opts.User,
 		maxLimit: opts.MaxLimit, catalogTime: opts.CatalogTime}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -140,6 +151,17 @@ func (s *Server) routes() []route {
 		{"GET /image/{$}", s.glanceVersions},
 		{"GET /image/v2/images", s.glanceListImages},
 		{"GET /image/v2/images/{id}", s.glanceShowImage},
+		{"GET /v2.1/os-quota-sets/{project}", s.showQuota(false)},
+		{"GET /v2.1/os-quota-sets/{project}/detail", s.showQuota(true)},
+		{"GET /identity", s.identityVersions},
+		{"GET /identity/{$}", s.identityVersions},
+		{"GET /identity/v3", s.identityV3},
+		{"GET /identity/v3/{$}", s.identityV3},
+		{"POST /identity/v3/auth/tokens", s.issueToken},
+		{"GET /identity/v3/auth/tokens", s.validateToken},
+		{"DELETE /identity/v3/auth/tokens", s.revokeToken},
+		{"GET /identity/v3/auth/catalog", s.authCatalog},
+		{"GET /identity/v3/auth/projects", s.authProjects},
 		{"GET /v1/instances", s.nativeList},
 		{"GET /v1/instances/{id}", s.nativeShow},
 		{"GET /v1/instances/{id}/history", s.history},
@@ -184,7 +206,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Openstack-Request-Id", rid)
 	w.Header().Set("X-Compute-Request-Id", rid)
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, rid))
-	stripProject(r)
+	pathProject := stripProject(r)
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 	if isCompute(r.URL.Path) {
 		v, err := negotiate(r.Header)
@@ -196,13 +218,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	r, err := s.authenticate(r, pathProject)
+	if err != nil {
+		s.writeError(sw, r, err)
+		s.logAccess(r, sw.code, start, rid)
+		return
+	}
 	s.mux.ServeHTTP(sw, r)
 	s.logAccess(r, sw.code, start, rid)
 }
 
 func (s *Server) logAccess(r *http.Request, code int, start time.Time, rid string) {
 	s.logger.Info("http", "method", r.Method, "path", r.URL.Path, "status", code,
-		"duration", time.Since(start).Round(time.Microsecond), "request_id", rid)
+		"duration", time.Since(start).Round(time.Microsecond), "request_id", rid, "user", principal(r).User)
 }
 
 type statusWriter struct {
@@ -222,17 +250,20 @@ func requestID(r *http.Request) string {
 
 // collections are the /v2.1 top-level resources; a path segment before
 // one of them is a project id.
-var collections = []string{"servers", "flavors", "images"}
+var collections = []string{"servers", "flavors", "images", "os-quota-sets"}
 
 // stripProject maps project-scoped paths, as OpenStack clients often build
 // them, to the plain ones: /v2.1/<project>/servers/... is
-// /v2.1/servers/.... Lucid has no projects yet.
-func stripProject(r *http.Request) {
+// /v2.1/servers/..., and returns the project named ("" for a plain path);
+// authenticate checks it is the token's.
+func stripProject(r *http.Request) string {
 	parts := strings.SplitN(r.URL.Path, "/", 5) // "", "v2.1", project, collection, rest
 	if len(parts) >= 4 && parts[1] == "v2.1" && !slices.Contains(collections, parts[2]) && slices.Contains(collections, parts[3]) {
 		r.URL.Path = "/v2.1/" + strings.Join(parts[3:], "/")
 		r.URL.RawPath = ""
+		return parts[2]
 	}
+	return ""
 }
 
 func isCompute(path string) bool { return path == "/v2.1" || strings.HasPrefix(path, "/v2.1/") }
@@ -318,11 +349,18 @@ func (e *methodError) Error() string {
 func (e *methodError) Is(target error) bool { return target == errMethodNotAllowed }
 
 // writeError is the one place errors become HTTP: status code and Nova's
-// {"<kind>": {"code": ..., "message": ...}} body, with Nova's kind names.
+// {"<kind>": {"code": ..., "message": ...}} body, with Nova's kind names
+// (Keystone's {"error": {"code", "message", "title"}} under /identity). A
+// 401 says where to get a token (WWW-Authenticate).
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code, kind := http.StatusInternalServerError, "computeFault"
 	var me *methodError
 	switch {
+	case errors.Is(err, errUnauthorized):
+		code, kind = http.StatusUnauthorized, "unauthorized"
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Keystone uri=%q", baseURL(r)+"/identity/v3"))
+	case errors.Is(err, errForbidden), errors.Is(err, store.ErrQuota):
+		code, kind = http.StatusForbidden, "forbidden"
 	case errors.Is(err, instance.ErrInvalid):
 		code, kind = http.StatusBadRequest, "badRequest"
 	case errors.Is(err, instance.ErrNotFound), errors.Is(err, errNoRoute):
@@ -346,6 +384,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == http.StatusInternalServerError {
 		s.logger.Error("api: internal error", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
 		msg = "The server has either erred or is incapable of performing the requested operation. Request " + requestID(r)
+	}
+	var qe *store.QuotaError
+	if errors.As(err, &qe) {
+		msg = qe.Error() // Nova's message, without Lucid's wrapping
+	}
+	if strings.HasPrefix(r.URL.Path, "/identity") {
+		writeJSON(w, code, map[string]any{"error": map[string]any{"code": code, "message": msg, "title": http.StatusText(code)}})
+		return
 	}
 	writeJSON(w, code, map[string]any{kind: map[string]any{"code": code, "message": msg}})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 
 	"github.com/lucid-project/lucid/internal/testenv"
@@ -14,10 +15,28 @@ import (
 )
 
 // gophercloudClient is a compute client from gophercloud, the Go SDK of
-// OpenStack, pointed at the node without authentication.
-func gophercloudClient(n *testnode.Node) *gophercloud.ServiceClient {
-	pc := &gophercloud.ProviderClient{HTTPClient: http.Client{Timeout: 30 * time.Second}}
-	return &gophercloud.ServiceClient{ProviderClient: pc, Endpoint: n.Base + "/v2.1/", ResourceBase: n.Base + "/v2.1/"}
+// OpenStack, as its users make one: it authenticates with identity v3 at
+// the node's /identity/v3 with the admin's clouds.yaml credentials and
+// finds the compute endpoint in the token's catalog.
+func gophercloudClient(t *testing.T, n *testnode.Node) *gophercloud.ServiceClient {
+	t.Helper()
+	ctx := context.Background()
+	pc, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
+		IdentityEndpoint: n.Cloud.Auth.AuthURL, Username: n.Cloud.Auth.Username, Password: n.Cloud.Auth.Password,
+		TenantName: n.Cloud.Auth.ProjectName, DomainName: n.Cloud.Auth.UserDomainName,
+	})
+	if err != nil {
+		t.Fatalf("gophercloud: authenticate: %v", err)
+	}
+	pc.HTTPClient = http.Client{Timeout: 30 * time.Second}
+	sc, err := openstack.NewComputeV2(pc, gophercloud.EndpointOpts{})
+	if err != nil {
+		t.Fatalf("gophercloud: compute endpoint: %v", err)
+	}
+	if sc.Endpoint != n.Base+"/v2.1/" {
+		t.Fatalf("gophercloud found compute at %s, want %s/v2.1/", sc.Endpoint, n.Base)
+	}
+	return sc
 }
 
 // gophercloud drives rebuild, resize with confirm and with revert, a hard
@@ -25,7 +44,7 @@ func gophercloudClient(n *testnode.Node) *gophercloud.ServiceClient {
 // action declares.
 func TestGophercloud(t *testing.T) {
 	n := testnode.Start(t, testnode.Options{})
-	sc := gophercloudClient(n)
+	sc := gophercloudClient(t, n)
 	ctx := context.Background()
 
 	srv, err := servers.Create(ctx, sc, servers.CreateOpts{Name: "gc", FlavorRef: "m1.tiny", ImageRef: "cirros"}, nil).Extract()

@@ -198,6 +198,11 @@ func (s *Server) instanceActions(r *http.Request, id string) ([]*derivedAction, 
 	project := s.project
 	if !gone && rec.State.Project != "" {
 		project = rec.State.Project
+	} else if i := slices.IndexFunc(h, func(r instance.HistoryRecord) bool { return r.Project != "" }); i >= 0 {
+		project = h[i].Project
+	}
+	if !visible(r, project) {
+		return nil, "", notFound(id)
 	}
 	return deriveActions(h, rec.Transition), project, nil
 }

@@ -262,7 +262,7 @@ func TestAccessLog(t *testing.T) {
 		}
 		s.ServeHTTP(httptest.NewRecorder(), r)
 	}
-	line := regexp.MustCompile(`(?m)^time=\S+ level=INFO msg=http method=(\S+) path=(\S+) status=(\d+) duration=\S+s request_id=req-00000000-0000-0000-0000-000000000001$`)
+	line := regexp.MustCompile(`(?m)^time=\S+ level=INFO msg=http method=(\S+) path=(\S+) status=(\d+) duration=\S+s request_id=req-00000000-0000-0000-0000-000000000001 user=\S+$`)
 	var got []string
 	for _, m := range line.FindAllStringSubmatch(buf.String(), -1) {
 		got = append(got, strings.Join(m[1:], " "))

@@ -3,6 +3,7 @@ package api
 import (
 	"cmp"
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -26,6 +27,8 @@ type serverQuery struct {
 	project      string
 	user         string
 	changesSince time.Time
+	allTenants   bool
+	only         string // the caller's project, when it may see no other
 	order        []sortKey
 	limit        int
 	marker       string
@@ -105,6 +108,15 @@ func parseServerQuery(q url.Values, catalog *lifecycle.Catalog, maxLimit int) (s
 		sq.project = v
 	}
 	sq.user, _ = single(q, "user_id")
+	if v, ok := single(q, "all_tenants"); ok {
+		switch strings.ToLower(v) {
+		case "1", "t", "true", "on", "y", "yes":
+			sq.allTenants = true
+		case "0", "f", "false", "off", "n", "no":
+		default:
+			return sq, fmt.Errorf("%w: all_tenants %q is not a boolean such as true or false", instance.ErrInvalid, v)
+		}
+	}
 	if v, ok := single(q, "changes-since"); ok {
 		t, err := parseTime(v)
 		if err != nil {
@@ -119,6 +131,22 @@ func parseServerQuery(q url.Values, catalog *lifecycle.Catalog, maxLimit int) (s
 	sq.order = order
 	sq.limit, sq.marker, err = parsePage(q, maxLimit)
 	return sq, err
+}
+
+// scope limits the list to what the caller may see, as Nova does: without
+// all_tenants, the caller's own project (a project_id filter is replaced
+// by it); all_tenants is an admin's, and lists every project (filtered by
+// project_id if given). A non-admin asking for all_tenants is refused.
+func (sq *serverQuery) scope(r *http.Request) error {
+	p := principal(r)
+	if !sq.allTenants {
+		sq.project, sq.only = p.Project, p.Project
+		return nil
+	}
+	if !p.Admin() {
+		return fmt.Errorf("%w: all_tenants is for admins; user %s is %s in project %s", errForbidden, p.User, p.Role, p.Project)
+	}
+	return nil
 }
 
 // parsePage reads limit and marker: limit is a non-negative integer,
@@ -212,6 +240,11 @@ func (sq serverQuery) match(rec store.Record) bool {
 // boundary survives the marker's instance changing status; an id that is
 // no instance is ErrInvalid.
 func (sq serverQuery) page(recs []store.Record) ([]store.Record, bool, error) {
+	if sq.only != "" {
+		// Another project's instances are not there at all, not even as
+		// a marker.
+		recs = slices.DeleteFunc(slices.Clone(recs), func(r store.Record) bool { return r.State.Project != sq.only })
+	}
 	recs = slices.Clone(recs)
 	slices.SortFunc(recs, sq.compare)
 	start := 0

@@ -70,7 +70,8 @@ func (s *Server) parseCreate(w http.ResponseWriter, r *http.Request) (lifecycle.
 	if err := unsupported("server.", fields, "name", "flavorRef", "imageRef", "metadata", "min_count", "max_count", "networks"); err != nil {
 		return lifecycle.CreateRequest{}, err
 	}
-	req := lifecycle.CreateRequest{RequestID: requestID(r), Project: s.project, User: s.user}
+	p := principal(r)
+	req := lifecycle.CreateRequest{RequestID: requestID(r), Project: p.Project, User: p.User}
 	if v, ok := fields["name"]; ok {
 		if err := json.Unmarshal(v, &req.Name); err != nil {
 			return req, fmt.Errorf("%w: server.name must be a string", instance.ErrInvalid)
@@ -225,8 +226,18 @@ func adminPass() string {
 	return string(b)
 }
 
+// getVisible reads instance id if the caller may see it; another
+// project's instance is ErrNotFound, as if it did not exist.
+func (s *Server) getVisible(r *http.Request, id string) (store.Record, error) {
+	rec, err := s.lc.Get(r.Context(), id)
+	if err == nil && !visible(r, rec.State.Project) {
+		return store.Record{}, notFound(id)
+	}
+	return rec, err
+}
+
 func (s *Server) showServer(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.lc.Get(r.Context(), r.PathValue("id"))
+	rec, err := s.getVisible(r, r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -237,6 +248,9 @@ func (s *Server) showServer(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listServers(detail bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q, err := parseServerQuery(r.URL.Query(), s.lc.Catalog(), s.maxLimit)
+		if err == nil {
+			err = q.scope(r)
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -268,7 +282,7 @@ func (s *Server) listServers(detail bool) http.HandlerFunc {
 }
 
 func (s *Server) deleteServer(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.lc.Begin(r.Context(), r.PathValue("id"), instance.ActionDelete, lifecycle.ActionRequest{RequestID: requestID(r), User: s.user}); err != nil {
+	if _, err := s.lc.Begin(r.Context(), r.PathValue("id"), instance.ActionDelete, actionRequest(r)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -303,7 +317,8 @@ func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: %s: %w", instance.ErrInvalid, key, err))
 		return
 	}
-	req.RequestID, req.User = requestID(r), s.user
+	caller := actionRequest(r)
+	req.RequestID, req.User, req.Project = caller.RequestID, caller.User, caller.Project
 	rec, err := s.lc.Begin(r.Context(), r.PathValue("id"), action, req)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lucid-project/lucid/core/api/client"
 	"github.com/lucid-project/lucid/core/config"
+	"github.com/lucid-project/lucid/core/identity"
 )
 
 // Run executes the command line args (args[0] is the program name),
@@ -70,16 +71,23 @@ func configFlag() ucli.Flag {
 func clientFlags(extra ...ucli.Flag) []ucli.Flag {
 	return append([]ucli.Flag{
 		&ucli.StringFlag{Name: "endpoint", Aliases: []string{"e"}, Usage: "Lucid API URL (default: from the config file's api.listen)", EnvVars: []string{"LUCID_ENDPOINT"}},
+		&ucli.StringFlag{Name: "token", Usage: "a token to send (default: with --endpoint none; without it, one got with the config's clouds.yaml)", EnvVars: []string{"LUCID_TOKEN"}},
 		configFlag(),
 	}, extra...)
 }
 
 // newClient finds the API: --endpoint or LUCID_ENDPOINT, else the listen
 // address of the config file (default config.hcl in the working
-// directory). It never guesses a port.
+// directory). It never guesses a port. It sends --token (LUCID_TOKEN) if
+// given; else, when it found the API through the config and auth is on,
+// it logs in with the clouds.yaml that config's first start wrote (never
+// with --endpoint: the admin's password goes only where the config says
+// the API is).
 func newClient(c *ucli.Context) (*client.Client, error) {
 	if ep := c.String("endpoint"); ep != "" {
-		return client.New(ep), nil
+		cl := client.New(ep)
+		cl.Token = c.String("token")
+		return cl, nil
 	}
 	path := c.String("config")
 	cfg, err := config.Options{SkipFileChecks: true}.Load(path)
@@ -96,7 +104,20 @@ func newClient(c *ucli.Context) (*client.Client, error) {
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return client.New("http://" + net.JoinHostPort(host, port)), nil
+	cl := client.New("http://" + net.JoinHostPort(host, port))
+	if cl.Token = c.String("token"); cl.Token != "" || !cfg.AuthEnabled() {
+		return cl, nil
+	}
+	cloudsPath := cfg.CloudsYAMLPath()
+	cloud, err := identity.ReadCloud(cloudsPath, identity.CloudName)
+	if err != nil {
+		return nil, fmt.Errorf("auth is enabled in %s, and its admin's credentials are not readable (%v); pass --token, or run as the user who started lucid serve", path, err)
+	}
+	a := cloud.Auth
+	if _, err := cl.Authenticate(c.Context, a.Username, a.Password, a.ProjectName); err != nil {
+		return nil, fmt.Errorf("log in as %s with %s: %w", a.Username, cloudsPath, err)
+	}
+	return cl, nil
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {

@@ -60,7 +60,7 @@ func golden(t *testing.T, name, got string) {
 // Every client command against a real node, its output pinned.
 func TestServerCommands(t *testing.T) {
 	n := testnode.Start(t, testnode.Options{})
-	ep := []string{"--endpoint", n.Base}
+	ep := []string{"--endpoint", n.Base, "--token", n.Token}
 	step := func(name string, args ...string) string {
 		t.Helper()
 		out, err := run(t, append(append(args[:2:2], ep...), args[2:]...)...)
@@ -81,7 +81,7 @@ func TestServerCommands(t *testing.T) {
 	step("image-list", "image", "list")
 	step("delete", "server", "delete", "--wait", id)
 	step("history", "server", "history", id)
-	if out, err := run(t, "server", "show", "--endpoint", n.Base, id); err == nil || !strings.Contains(err.Error(), "404 itemNotFound") {
+	if out, err := run(t, "server", "show", "--endpoint", n.Base, "--token", n.Token, id); err == nil || !strings.Contains(err.Error(), "404 itemNotFound") {
 		t.Fatalf("show deleted: %v\n%s", err, out)
 	}
 }
@@ -89,14 +89,16 @@ func TestServerCommands(t *testing.T) {
 // A failed action is an error carrying the fault, after the statuses.
 func TestWaitReportsFailure(t *testing.T) {
 	n := testnode.Start(t, testnode.Options{Driver: `fail_spawn = "no capacity"`})
-	out, err := run(t, "server", "create", "--endpoint", n.Base, "--flavor", "m1.tiny", "--image", "cirros", "--wait", "doomed")
+	out, err := run(t, "server", "create", "--endpoint", n.Base, "--token", n.Token, "--flavor", "m1.tiny", "--image", "cirros", "--wait", "doomed")
 	if err == nil || !strings.Contains(err.Error(), "no capacity") || !strings.HasSuffix(strings.TrimSpace(out), "BUILD\nERROR") {
 		t.Fatalf("create of a doomed instance: %v\n%s", err, out)
 	}
 }
 
 // The CLI finds the API from the config file, or says how to point it at
-// one; it never dials a port it guessed.
+// one; it never dials a port it guessed. Through the config it logs in
+// with the clouds.yaml of the config's first start; with an endpoint it
+// sends only the token it is given.
 func TestEndpointDiscovery(t *testing.T) {
 	n := testnode.Start(t, testnode.Options{})
 	// The test node listens on port 0; a config naming its real address
@@ -108,9 +110,14 @@ func TestEndpointDiscovery(t *testing.T) {
 		t.Fatalf("list via --config: %v\n%s", err, out)
 	}
 	t.Setenv("LUCID_ENDPOINT", n.Base)
+	if out, err := run(t, "server", "list", "--config", cfg); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("list via LUCID_ENDPOINT without a token: %v\n%s", err, out)
+	}
+	t.Setenv("LUCID_TOKEN", n.Token)
 	if out, err := run(t, "server", "list", "--config", "/nonexistent.hcl"); err != nil {
 		t.Fatalf("list via LUCID_ENDPOINT: %v\n%s", err, out)
 	}
+	t.Setenv("LUCID_TOKEN", "")
 	t.Setenv("LUCID_ENDPOINT", "")
 	_, err := run(t, "server", "list", "--config", filepath.Join(t.TempDir(), "missing.hcl"))
 	if err == nil || !strings.Contains(err.Error(), "no API endpoint") || !strings.Contains(err.Error(), "LUCID_ENDPOINT") {

@@ -316,6 +316,10 @@ func TestShippedConfig(t *testing.T) {
 	}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("images %+v, want %+v", got, want)
 	}
+	if !c.AuthEnabled() || c.TokenTTL() != time.Hour || c.QuotaFor("admin") != (config.Limits{Instances: 10, Cores: 20, RAMMB: 51200}) ||
+		c.CloudsYAMLPath() != filepath.Join(c.Dir, "data", "clouds.yaml") {
+		t.Fatalf("shipped identity: auth %v, token_ttl %v, quota %+v, clouds.yaml %s", c.AuthEnabled(), c.TokenTTL(), c.QuotaFor("admin"), c.CloudsYAMLPath())
+	}
 	// The README's create example names these.
 	if _, ok := c.Flavor("m1.small"); !ok {
 		t.Fatal("no m1.small")

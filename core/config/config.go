@@ -64,8 +64,8 @@ type Config struct {
 
 	Executor *Executor `hcl:"executor,block"`
 	History  *History  `hcl:"history,block"`
-	// Defaults are the owner recorded on new instances until identity
-	// exists; never nil after Load.
+	// Defaults are who requests act as while auth is disabled (the owner
+	// of new instances); never nil after Load.
 	Defaults *Defaults `hcl:"defaults,block"`
 
 	// Flavors and Images are the catalogs clients choose from (flavorRef,
@@ -76,6 +76,13 @@ type Config struct {
 	Drivers    []Driver    `hcl:"driver,block"`
 	Policies   []Policy    `hcl:"policy,block"`
 	Reconciler *Reconciler `hcl:"reconciler,block"`
+
+	// Auth (never nil after Load), the default Quota (nil: unlimited),
+	// Projects and Users are identity's blocks; see identity.go.
+	Auth     *Auth     `hcl:"auth,block"`
+	Quota    *Quota    `hcl:"quota,block"`
+	Projects []Project `hcl:"project,block"`
+	Users    []User    `hcl:"user,block"`
 
 	// Dir is the directory of the config file; relative paths were
 	// resolved against it.
@@ -234,9 +241,9 @@ type History struct {
 }
 
 // Defaults name the project and user that own new instances and their
-// actions (the compute API's tenant_id and user_id) until Lucid has
-// identity. Each is an id: non-empty, at most 255 characters, no
-// whitespace, '/' or control characters. Unset (empty) means the API's
+// actions (the compute API's tenant_id and user_id) while auth is
+// disabled; with auth, the token says. Each is an id: non-empty, at most
+// 255 characters, no whitespace, '/' or control characters. Unset (empty) means the API's
 // default, "lucid".
 type Defaults struct {
 	ProjectID      string    `hcl:"project_id,optional"`
@@ -514,6 +521,8 @@ func (c *Config) validate(body hcl.Body, o Options) hcl.Diagnostics {
 		c.Defaults = &Defaults{}
 	}
 	diags = append(diags, c.Defaults.validate()...)
+
+	diags = append(diags, c.validateIdentity(o)...)
 
 	diags = append(diags, c.validateFlavors()...)
 	diags = append(diags, c.validateImages(o)...)

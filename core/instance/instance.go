@@ -237,8 +237,12 @@ type HistoryRecord struct {
 	Action    Action    `json:"action"`
 	Cause     Cause     `json:"cause"`
 	RequestID string    `json:"request_id"`
-	User      string    `json:"user,omitempty"`
-	Message   string    `json:"message,omitempty"`
+	// User made the change (the API's caller; empty for the driver's and
+	// the reconciler's own writes), in Project, the instance's project
+	// (so a deleted instance's history still says whose it was).
+	User    string `json:"user,omitempty"`
+	Project string `json:"project,omitempty"`
+	Message string `json:"message,omitempty"`
 	// Policy names the policy that refused a change or made a reconciler
 	// decision: "name@version sha256:<12 hex>".
 	Policy string `json:"policy,omitempty"`

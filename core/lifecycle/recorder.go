@@ -33,6 +33,7 @@ type Validator interface {
 // is safe for concurrent use.
 type Recorder struct {
 	store     *store.Store
+	quotas    Quotas
 	validator Validator // nil: only the action table applies
 	policy    string    // names the validator in history records
 	logger    *slog.Logger
@@ -51,6 +52,15 @@ type RecorderConfig struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now in UTC.
 	Now func() time.Time
+	// Quotas are the projects' limits, checked when a change the API
+	// asks for (cause api) makes an instance hold more; nil checks
+	// nothing. Usage is counted either way (store.Commit).
+	Quotas Quotas
+}
+
+// Quotas says what a project may hold.
+type Quotas interface {
+	Limits(project string) store.Limits
 }
 
 // NewRecorder returns a Recorder.
@@ -63,7 +73,7 @@ func NewRecorder(cfg RecorderConfig) *Recorder {
 	if now == nil {
 		now = func() time.Time { return time.Now().UTC() }
 	}
-	return &Recorder{store: cfg.Store, validator: cfg.Validator, policy: cfg.Policy, logger: l, now: now}
+	return &Recorder{store: cfg.Store, quotas: cfg.Quotas, validator: cfg.Validator, policy: cfg.Policy, logger: l, now: now}
 }
 
 // Now is the Recorder's clock, so that callers stamp records alike.
@@ -215,13 +225,22 @@ func (r *Recorder) Update(ctx context.Context, base store.Record, id string, st 
 
 func (r *Recorder) commit(ctx context.Context, base store.Record, ch Change, pol string) (store.Record, error) {
 	from, to := statuses(base, ch)
-	return r.store.Commit(ctx, base, store.Change{
+	project := base.State.Project
+	if ch.State != nil {
+		project = ch.State.Project
+	}
+	sc := store.Change{
 		ID: ch.ID, State: ch.State, Transition: ch.Transition,
 		History: &instance.HistoryRecord{
 			At: ch.At, From: from, To: to, Action: ch.Action, Cause: ch.Cause,
-			RequestID: ch.RequestID, User: ch.User, Message: ch.Message, Policy: pol,
+			RequestID: ch.RequestID, User: ch.User, Project: project, Message: ch.Message, Policy: pol,
 		},
-	})
+	}
+	if r.quotas != nil && ch.Cause == instance.CauseAPI {
+		l := r.quotas.Limits(project)
+		sc.Limits = &l
+	}
+	return r.store.Commit(ctx, base, sc)
 }
 
 // statuses derives the from and to of a change: "" from for a create,

@@ -190,6 +190,11 @@ type ActionRequest struct {
 	Name      string // rebuild: optional new name
 	RequestID string
 	User      string
+	// Project, if set, is the only project whose instances the caller may
+	// act on: an instance of another project is ErrNotFound, as if it did
+	// not exist, and nothing is written. "" allows every project (an
+	// admin, the reconciler).
+	Project string
 	// Cause is who asks: the API (default) or the reconciler enforcing
 	// the record, which may start stop and start from more statuses.
 	Cause instance.Cause
@@ -230,6 +235,9 @@ func (s *Service) Begin(ctx context.Context, id string, action instance.Action, 
 		rec, err := s.store.Get(ctx, id)
 		if err != nil {
 			return store.Record{}, err
+		}
+		if req.Project != "" && (rec.Err != nil || rec.State.Project != req.Project) {
+			return store.Record{}, fmt.Errorf("%w: instance %s could not be found", instance.ErrNotFound, id)
 		}
 		if rec.Err != nil {
 			return store.Record{}, fmt.Errorf("%w: instance %s cannot be read (%v); an operator must repair or remove its record", instance.ErrConflict, id, rec.Err)
@@ -428,6 +436,12 @@ func (s *Service) Unflag(ctx context.Context, id string) (store.Record, error) {
 		}
 		return next, err
 	}
+}
+
+// Usage returns what project's instances hold, as counted with every
+// commit.
+func (s *Service) Usage(ctx context.Context, project string) (store.Usage, error) {
+	return s.store.Usage(ctx, project)
 }
 
 // Catalog returns the flavors and images the Service resolves against.

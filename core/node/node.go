@@ -78,8 +78,17 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	}
 	n.closers = append(n.closers, reg.Close)
 
+	// Usage counters must agree with the records before anything
+	// changes them (once per store; see store.CountUsage).
+	if err := n.Store.CountUsage(ctx); err != nil {
+		return nil, err
+	}
+	ident, err := n.startIdentity(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rec := lifecycle.NewRecorder(lifecycle.RecorderConfig{Store: n.Store, Validator: comp.Validator, Policy: comp.PolicyID,
-		Logger: logger.With("component", "lifecycle")})
+		Quotas: quotas{cfg}, Logger: logger.With("component", "lifecycle")})
 	// The first configured driver receives new instances; scheduling
 	// across drivers and nodes is not built yet.
 	svc := lifecycle.NewService(lifecycle.Config{Store: n.Store, Recorder: rec, Catalog: catalog(cfg),
@@ -118,8 +127,17 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		return nil, cfg.Errorf(cfg.API.ListenRange, "Cannot listen", "%v", err)
 	}
 	n.Addr = ln.Addr().String()
-	handler := api.New(svc, api.Options{Logger: logger.With("component", "api"),
-		Project: cfg.Defaults.ProjectID, User: cfg.Defaults.UserID, MaxLimit: cfg.API.MaxLimit, CatalogTime: t0})
+	opts := api.Options{Logger: logger.With("component", "api"), Quotas: quotas{cfg}, MetricsPublic: cfg.MetricsPublic(),
+		Project: cfg.Defaults.ProjectID, User: cfg.Defaults.UserID, MaxLimit: cfg.API.MaxLimit, CatalogTime: t0}
+	if ident != nil {
+		// An interface holding a nil *Service would not be nil.
+		opts.Auth = ident
+		if err := n.bootstrapAdmin(ctx, ident); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	handler := api.New(svc, opts)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() { n.srvErr <- srv.Serve(ln) }()
 	n.closers = append(n.closers, srv.Shutdown)

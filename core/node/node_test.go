@@ -47,7 +47,7 @@ func serve(t *testing.T, cfg string) (*exec.Cmd, *client.Client) {
 	}()
 	select {
 	case a := <-addr:
-		return cmd, client.New(a)
+		return cmd, testnode.AdminClient(t, cfg, a)
 	case <-time.After(60 * time.Second):
 		t.Fatal("lucid serve did not become ready")
 	}

@@ -8,6 +8,9 @@
 //	instances/<id>/transition  the action in flight, if any (instance.Transition)
 //	history/<id>/<seq>         one record per status change, kept after delete
 //	nodes/<node>               lease-bound node registration (NodeInfo)
+//	quota/<project>            the project's usage (Usage), changed with its instances
+//	identity/users/<name>      users Lucid created (the first start's admin)
+//	identity/tokens/<sha256>   issued tokens, hashed, each under a lease
 //
 // A transition names the node that owns it (instance.Transition.Node);
 // that node is alive while its lease-bound nodes/<node> key exists.
@@ -230,11 +233,18 @@ type Change struct {
 	State      *instance.State
 	Transition *instance.Transition
 	History    *instance.HistoryRecord
+	// Limits, if set, are the project's quota: a change that makes the
+	// instance hold more (UsageOf) than the project has left is refused
+	// with a *QuotaError. Nil records the usage without checking it (the
+	// executor's writes: what the driver did has happened).
+	Limits *Limits
 }
 
 // Commit writes a change in one etcd transaction, guarded by the
 // ModRevisions in base: state, transition and history change together or
-// not at all. The history record's sequence number is allocated here from
+// not at all, and so does the usage of the instance's project when the
+// change makes the instance hold more or less (quota.go; past ch.Limits it
+// is a *QuotaError). The history record's sequence number is allocated here from
 // base.State.HistorySeq. Losing the compare is ErrStale. Pass a zero base
 // to create an instance (both keys must be absent). An unreadable base is
 // refused: this Lucid never writes over what it cannot read.
@@ -288,10 +298,18 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 		return Record{}, fmt.Errorf("store: commit %s: deleting an instance is a status change and needs a history record", ch.ID)
 	}
 
-	resp, err := s.cli.Txn(ctx).If(
+	// The project's usage changes in the same transaction (quota.go).
+	var uc *usageChange
+	if c, ok := usageChangeOf(base, ch); ok {
+		uc = &c
+	}
+	resp, err := s.commitTxn(ctx, []clientv3.Cmp{
 		clientv3.Compare(clientv3.ModRevision(s.stateKey(ch.ID)), "=", base.StateRev),
 		clientv3.Compare(clientv3.ModRevision(s.transitionKey(ch.ID)), "=", base.TransitionRev),
-	).Then(ops...).Commit()
+	}, ops, uc)
+	if errors.Is(err, ErrQuota) {
+		return Record{}, err
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("store: commit %s: %w", ch.ID, err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/lucid-project/lucid/core/api/client"
 	"github.com/lucid-project/lucid/core/config"
+	"github.com/lucid-project/lucid/core/identity"
 	"github.com/lucid-project/lucid/core/node"
 	"github.com/lucid-project/lucid/internal/testenv"
 )
@@ -148,6 +149,13 @@ type Node struct {
 	Client *client.Client
 	// ConfigPath is the config.hcl it was started from.
 	ConfigPath string
+	// Cloud is the admin's entry of the clouds.yaml the node wrote on its
+	// first start (zero with auth disabled), and Token a token it got
+	// with it, which Client and Call send. AuthURL is the identity
+	// endpoint.
+	Cloud   identity.Cloud
+	Token   string
+	AuthURL string
 	// Logs holds the node's log output (warnings and above).
 	Logs *Logs
 }
@@ -182,7 +190,56 @@ func StartConfig(t testing.TB, path string) *Node {
 		logs.stop()
 	})
 	base := "http://" + n.Addr
-	return &Node{Node: n, Base: base, Client: client.New(base), ConfigPath: path, Logs: logs}
+	tn := &Node{Node: n, Base: base, Client: client.New(base), ConfigPath: path, Logs: logs, AuthURL: base + "/identity/v3"}
+	if cfg.AuthEnabled() {
+		tn.Cloud = AdminCloud(t, cfg)
+		tn.Token = tn.Login(t, tn.Cloud.Auth.Username, tn.Cloud.Auth.Password, tn.Cloud.Auth.ProjectName).Token
+		tn.Client.Token = tn.Token
+	}
+	return tn
+}
+
+// AdminCloud reads the admin's entry of the clouds.yaml a node of cfg
+// wrote on its first start, as an operator's client would.
+func AdminCloud(t testing.TB, cfg *config.Config) identity.Cloud {
+	t.Helper()
+	c, err := identity.ReadCloud(cfg.CloudsYAMLPath(), identity.CloudName)
+	if err != nil {
+		t.Fatalf("the node's clouds.yaml: %v", err)
+	}
+	return c
+}
+
+// AdminClient is a client for the API at base that logged in as the
+// admin of the clouds.yaml written by the first start of a node of the
+// config at configPath (a `lucid serve` subprocess, say); with auth
+// disabled it sends no token.
+func AdminClient(t testing.TB, configPath, base string) *client.Client {
+	t.Helper()
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(base)
+	if !cfg.AuthEnabled() {
+		return c
+	}
+	a := AdminCloud(t, cfg).Auth
+	if _, err := c.Authenticate(context.Background(), a.Username, a.Password, a.ProjectName); err != nil {
+		t.Fatalf("log in as %s: %v", a.Username, err)
+	}
+	return c
+}
+
+// Login authenticates user in project by password and returns a client
+// that sends the token.
+func (n *Node) Login(t testing.TB, user, password, project string) *client.Client {
+	t.Helper()
+	c := client.New(n.Base)
+	if _, err := c.Authenticate(context.Background(), user, password, project); err != nil {
+		t.Fatalf("log in as %s in %s: %v", user, project, err)
+	}
+	return c
 }
 
 // Logs collects a node's log lines and echoes them to the test log while
@@ -226,11 +283,25 @@ type Response struct {
 	Raw       string
 }
 
-// Call sends method path with body (JSON, "" for none) and returns the
-// answer; a body that is not JSON fails the test.
+// Call sends method path with body (JSON, "" for none) with the admin's
+// token and returns the answer; a body that is not JSON fails the test.
 func (n *Node) Call(t testing.TB, method, path, body string) Response {
 	t.Helper()
-	return Call(t, n.Base, method, path, body, nil)
+	return n.CallHeader(t, method, path, body, nil)
+}
+
+// CallHeader is Call with extra headers, which win over the admin's token
+// (an X-Auth-Token of "" sends none).
+func (n *Node) CallHeader(t testing.TB, method, path, body string, header map[string]string) Response {
+	t.Helper()
+	h := map[string]string{}
+	if n.Token != "" {
+		h["X-Auth-Token"] = n.Token
+	}
+	for k, v := range header {
+		h[k] = v
+	}
+	return Call(t, n.Base, method, path, body, h)
 }
 
 // Call sends a request to base with optional extra headers.
@@ -248,7 +319,9 @@ func Call(t testing.TB, base, method, path, body string, header map[string]strin
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, v := range header {
-		req.Header.Set(k, v)
+		if v != "" {
+			req.Header.Set(k, v)
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -277,3 +277,43 @@ func (c *Client) Unflag(ctx context.Context, id string) (Instance, error) {
 	_, err := c.Do(ctx, "POST", "/v1/instances/"+url.PathEscape(id)+"/unflag", nil, &out, http.StatusOK)
 	return out.Instance, err
 }
+
+// Authenticate asks the identity API (/identity/v3) for a token for user
+// in project, by password, and keeps it: the client's later calls send
+// it. It returns the token.
+func (c *Client) Authenticate(ctx context.Context, user, password, project string) (string, error) {
+	body := map[string]any{"auth": map[string]any{
+		"identity": map[string]any{"methods": []string{"password"}, "password": map[string]any{"user": map[string]any{
+			"name": user, "password": password, "domain": map[string]string{"name": "Default"}}}},
+		"scope": map[string]any{"project": map[string]any{"name": project, "domain": map[string]string{"name": "Default"}}},
+	}}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/identity/v3/auth/tokens", bytes.NewReader(b))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("authenticate at %s: %w (is lucid serve running there?)", c.base, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusCreated {
+		var eb struct {
+			Error struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		text := strings.TrimSpace(string(msg))
+		if json.Unmarshal(msg, &eb) == nil && eb.Error.Message != "" {
+			text = eb.Error.Message
+		}
+		return "", &Error{Status: resp.StatusCode, Kind: http.StatusText(resp.StatusCode), Message: text, RequestID: resp.Header.Get("X-Openstack-Request-Id")}
+	}
+	c.Token = resp.Header.Get("X-Subject-Token")
+	return c.Token, nil
+}

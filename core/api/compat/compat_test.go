@@ -47,20 +47,22 @@ func requireClients(t *testing.T) {
 // setup is what README.md tells users to configure, pointed at url.
 type setup struct {
 	cloudsYAML string   // the clouds.yaml
-	novaEnv    []string // the variables novaclient insists on
-	novaArgs   []string // the nova alias, without "nova"
+	novaEnv    []string // the variables novaclient reads
+	novaArgs   []string // the nova alias, without "nova" (none with auth)
 }
 
 // readmeSetup reads the clouds.yaml block, the export line and the nova
-// alias from README.md, so the suite checks what the README claims.
-func readmeSetup(t *testing.T, url string) setup {
+// alias (if any) from README.md, so the suite checks what the README
+// claims, with the README's placeholder for the generated password
+// replaced by the node's (from the clouds.yaml it wrote).
+func readmeSetup(t *testing.T, url, password string) setup {
 	t.Helper()
 	src, err := os.ReadFile(filepath.Join(testenv.Root(t), "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const readmeURL = "http://127.0.0.1:8774"
-	text := strings.ReplaceAll(string(src), readmeURL, url)
+	const readmeURL, readmePassword = "http://127.0.0.1:8774", "<generated>"
+	text := strings.ReplaceAll(strings.ReplaceAll(string(src), readmeURL, url), readmePassword, password)
 	var s setup
 	for _, block := range strings.Split(text, "```yaml\n")[1:] {
 		if body, _, ok := strings.Cut(block, "```"); ok && strings.Contains(body, "clouds:") {
@@ -77,8 +79,8 @@ func readmeSetup(t *testing.T, url string) setup {
 			s.novaArgs = strings.Fields(strings.Trim(strings.TrimPrefix(line, "alias nova="), "' "))[1:]
 		}
 	}
-	if s.cloudsYAML == "" || s.novaEnv == nil || s.novaArgs == nil {
-		t.Fatalf("README.md lacks the clouds.yaml block, the `export OS_…` line or the `alias nova='…'` line the suite checks")
+	if s.cloudsYAML == "" || s.novaEnv == nil {
+		t.Fatalf("README.md lacks the clouds.yaml block or the `export OS_…` line the suite checks")
 	}
 	return s
 }
@@ -213,7 +215,8 @@ func assertWait(t *testing.T, seen []string, action instance.Action, end string,
 
 // config is the suite's node: the driver is slow enough (3 s) that a
 // waiting client sees BUILD and DELETING, pages hold two servers so that
-// listing four takes three requests, and the owner comes from defaults.
+// listing four takes three requests, and auth is on (the default): the
+// clients log in as the admin of the node's clouds.yaml.
 func config(t *testing.T) string {
 	t.Helper()
 	p := testnode.Config(t, testnode.Options{
@@ -223,10 +226,6 @@ flavor "m1.large" {
   vcpus   = 4
   ram_mb  = 8192
   disk_gb = 80
-}
-defaults {
-  project_id = "p-compat"
-  user_id    = "u-compat"
 }
 `})
 	src, err := os.ReadFile(p)
@@ -252,7 +251,7 @@ func TestOpenStackClients(t *testing.T) {
 	n := testnode.StartConfig(t, config(t))
 	up := time.Since(began)
 	rec := newRecorder(t, n.Base)
-	c := clientsRun{dir: t.TempDir(), setup: readmeSetup(t, rec.URL)}
+	c := clientsRun{dir: t.TempDir(), setup: readmeSetup(t, rec.URL, n.Cloud.Auth.Password)}
 	if err := os.WriteFile(filepath.Join(c.dir, "clouds.yaml"), []byte(c.setup.cloudsYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -284,12 +283,19 @@ func TestOpenStackClients(t *testing.T) {
 	// The flows run at once: most of their time is the clients' 5 s poll
 	// while waiting. (Subtests run from goroutines, not with t.Parallel,
 	// which -parallel would cap at GOMAXPROCS, two here.)
+	// The no-auth case: a second node with auth disabled, on loopback,
+	// driven with --os-auth-type none, every service at the compute
+	// endpoint, as the README's alternative says.
+	open := testnode.Start(t, testnode.Options{Name: "open", Extra: "auth {\n  enabled = false\n}\n"})
+	openRec := newRecorder(t, open.Base)
+
 	clientsBegan := time.Now()
 	var wg sync.WaitGroup
 	for name, flow := range map[string]func(*testing.T){
 		"openstack":       func(t *testing.T) { openstackFlow(t, n, rec, c) },
 		"openstack-lists": func(t *testing.T) { openstackLists(t, n, rec, c, changesSince) },
 		"nova":            func(t *testing.T) { novaFlow(t, n, rec, c) },
+		"no-auth":         func(t *testing.T) { noAuthFlow(t, open, openRec, c) },
 	} {
 		wg.Go(func() { t.Run(name, flow) })
 	}
@@ -298,6 +304,7 @@ func TestOpenStackClients(t *testing.T) {
 
 	records := filepath.Join(t.TempDir(), "exchanges.jsonl")
 	count := rec.write(t, records)
+	count += openRec.write(t, records)
 	validateBegan := time.Now()
 	out, err := exec.Command(python, "validate.py", records).CombinedOutput()
 	if err != nil {
@@ -322,18 +329,13 @@ func openstackFlow(t *testing.T, n *testnode.Node, rec *recorder, c clientsRun) 
 	for k, want := range map[string]any{
 		"id": id, "name": "web-1", "status": "ACTIVE", "OS-EXT-STS:vm_state": "active", "OS-EXT-STS:task_state": nil,
 		"OS-EXT-STS:power_state": float64(1), "OS-EXT-SRV-ATTR:host": "test", "flavor": "m1.small (m1.small)", "image": "cirros (cirros)",
-		"project_id": "p-compat", "user_id": "u-compat", "OS-DCF:diskConfig": "MANUAL",
+		"project_id": "admin", "user_id": "admin", "OS-DCF:diskConfig": "MANUAL",
 	} {
 		if fmt.Sprint(show[k]) != fmt.Sprint(want) {
 			t.Errorf("server show: %s is %v, want %v", k, show[k], want)
 		}
 	}
 
-	// Without a clouds.yaml the image is looked up through Nova's image
-	// proxy, whose body has no Glance fields: the README says so.
-	if got := jsonOut[map[string]any](t, c.openstackNoCloud(t, rec.URL, "server", "show", id, "-f", "json")); got["image"] != "None (cirros)" || got["status"] != "ACTIVE" {
-		t.Fatalf("server show without a clouds.yaml: image %v status %v", got["image"], got["status"])
-	}
 	// A later microversion: the body grows locked and description, and
 	// validate.py checks it against that version's schema.
 	show = jsonOut[map[string]any](t, c.openstack(t, "--os-compute-api-version", "2.19", "server", "show", "web-1", "-f", "json"))
@@ -457,17 +459,49 @@ func openstackLists(t *testing.T, n *testnode.Node, rec *recorder, c clientsRun,
 		t.Fatalf("server list --limit -1 fetched pages of %v servers, want [2 1 0]", pages)
 	}
 
+	// The README's token for curl; revoked through the client, it is
+	// refused.
+	token := strings.TrimSpace(c.openstack(t, "token", "issue", "-f", "value", "-c", "id"))
+	if r := testnode.Call(t, n.Base, "GET", "/v2.1/servers", "", map[string]string{"X-Auth-Token": token}); r.Code != http.StatusOK {
+		t.Fatalf("the token of openstack token issue: %d %s", r.Code, r.Raw)
+	}
+	c.openstack(t, "token", "revoke", token)
+	if r := testnode.Call(t, n.Base, "GET", "/v2.1/servers", "", map[string]string{"X-Auth-Token": token}); r.Code != http.StatusUnauthorized {
+		t.Fatalf("a token revoked with openstack token revoke: %d %s", r.Code, r.Raw)
+	}
+
 	if got := names(t, c.openstack(t, "flavor", "list", "-f", "json")); !slices.Equal(got, []string{"m1.large", "m1.medium", "m1.small", "m1.tiny"}) {
 		t.Fatalf("flavor list: %v", got)
 	}
 	if got := names(t, c.openstack(t, "image", "list", "-f", "json")); !slices.Equal(got, []string{"cirros", "debian-12"}) {
 		t.Fatalf("image list: %v", got)
 	}
-	// Without a clouds.yaml, openstack finds images through Nova's image
-	// proxy, /v2.1/images.
+}
+
+// noAuthFlow drives a node with auth disabled without a clouds.yaml:
+// --os-auth-type none, every service at the compute endpoint, so images
+// are looked up through Nova's image proxy, whose body has no Glance
+// fields (the README says so).
+func noAuthFlow(t *testing.T, n *testnode.Node, rec *recorder, c clientsRun) {
+	m := rec.mark()
+	created := jsonOut[map[string]any](t, c.openstackNoCloud(t, rec.URL, "server", "create", "--flavor", "m1.tiny", "--image", "cirros", "--wait", "-f", "json", "open-1"))
+	id, _ := created["id"].(string)
+	if created["status"] != "ACTIVE" || id == "" {
+		t.Fatalf("create --wait without auth ended with %v", created)
+	}
+	assertWait(t, statuses(rec.since(m), id), instance.ActionCreate, "ACTIVE", false)
+	if got := jsonOut[map[string]any](t, c.openstackNoCloud(t, rec.URL, "server", "show", id, "-f", "json")); got["image"] != "None (cirros)" || got["status"] != "ACTIVE" || got["project_id"] != "lucid" {
+		t.Fatalf("server show without auth: image %v status %v project %v", got["image"], got["status"], got["project_id"])
+	}
 	if got := names(t, c.openstackNoCloud(t, rec.URL, "image", "list", "-f", "json")); !slices.Equal(got, []string{"cirros", "debian-12"}) {
 		t.Fatalf("image list through the image proxy: %v", got)
 	}
+	if got := names(t, c.openstackNoCloud(t, rec.URL, "server", "list", "-f", "json")); !slices.Equal(got, []string{"open-1"}) {
+		t.Fatalf("server list without auth: %v", got)
+	}
+	m = rec.mark()
+	c.openstackNoCloud(t, rec.URL, "server", "delete", "--wait", id)
+	assertWait(t, statuses(rec.since(m), id), instance.ActionDelete, "404", false)
 }
 
 func novaFlow(t *testing.T, n *testnode.Node, rec *recorder, c clientsRun) {
@@ -479,7 +513,7 @@ func novaFlow(t *testing.T, n *testnode.Node, rec *recorder, c clientsRun) {
 	id := property(show, "id")
 	assertWait(t, statuses(rec.since(m), id), instance.ActionCreate, "ACTIVE", true)
 	for k, want := range map[string]string{"status": "ACTIVE", "OS-EXT-STS:vm_state": "active", "OS-EXT-STS:task_state": "-",
-		"tenant_id": "p-compat", "user_id": "u-compat", "flavor": "m1.small (m1.small)", "image": "cirros (cirros)", "locked": "False"} {
+		"tenant_id": "admin", "user_id": "admin", "flavor": "m1.small (m1.small)", "image": "cirros (cirros)", "locked": "False"} {
 		if got := property(show, k); got != want {
 			t.Errorf("nova show: %s is %q, want %q", k, got, want)
 		}

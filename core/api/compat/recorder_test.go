@@ -105,7 +105,12 @@ func (rec *recorder) write(t *testing.T, path string) int {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(b.String()); err != nil {
 		t.Fatal(err)
 	}
 	return len(rec.log)

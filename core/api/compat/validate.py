@@ -19,6 +19,10 @@ status, response headers and body. Every exchange must match a schema:
 - a /image answer: Glance v2's image, image list or version list shape
   (tempest has no Glance schema; these are written here from Glance's API
   reference, required keys only);
+- an /identity answer: Keystone v3's version documents and token body,
+  and its error body {"error": {"code", "message", "title"}} (tempest has
+  no identity v3 schemas either; these are from Keystone's API reference,
+  required keys only);
 
 and an exchange that matches no route is a failure, so the suite cannot
 cause a response nobody checked. Prints one line per failure, then a JSON
@@ -139,6 +143,46 @@ GLANCE = [
     ('GET', r'/image/v2/images/' + ID, 'glance.show_image', {'status_code': [200], 'response_body': _GLANCE_IMAGE}),
 ]
 
+_DOMAIN = {'type': 'object', 'required': ['id', 'name'],
+           'properties': {'id': {'type': 'string'}, 'name': {'type': 'string'}}}
+_REF = {'type': 'object', 'required': ['id', 'name', 'domain'],
+        'properties': {'id': {'type': 'string'}, 'name': {'type': 'string'}, 'domain': _DOMAIN}}
+_IDENTITY_VERSION = {'type': 'object', 'required': ['id', 'status', 'links', 'media-types'],
+                     'properties': {'id': {'type': 'string', 'pattern': '^v3'},
+                                    'status': {'enum': ['stable', 'CURRENT', 'SUPPORTED']},
+                                    'links': {'type': 'array', 'minItems': 1}}}
+_ENDPOINT = {'type': 'object', 'required': ['id', 'interface', 'region_id', 'url'],
+             'properties': {'interface': {'enum': ['public', 'internal', 'admin']}, 'url': {'type': 'string'}}}
+_TOKEN = {
+    'type': 'object', 'required': ['token'], 'properties': {'token': {
+        'type': 'object',
+        'required': ['methods', 'user', 'project', 'roles', 'expires_at', 'issued_at', 'audit_ids'],
+        'properties': {
+            'methods': {'type': 'array', 'items': {'enum': ['password', 'token']}, 'minItems': 1},
+            'user': _REF, 'project': _REF,
+            'roles': {'type': 'array', 'minItems': 1, 'items': {'type': 'object', 'required': ['id', 'name']}},
+            'expires_at': {'type': 'string', 'format': 'iso8601-date-time'},
+            'issued_at': {'type': 'string', 'format': 'iso8601-date-time'},
+            'catalog': {'type': 'array', 'items': {'type': 'object', 'required': ['type', 'id', 'endpoints'],
+                        'properties': {'endpoints': {'type': 'array', 'minItems': 1, 'items': _ENDPOINT}}}},
+        }}}}
+IDENTITY = [
+    ('GET', r'/identity/?', 'keystone.versions', {
+        'status_code': [300], 'response_body': {'type': 'object', 'required': ['versions'], 'properties': {
+            'versions': {'type': 'object', 'required': ['values'], 'properties': {
+                'values': {'type': 'array', 'minItems': 1, 'items': _IDENTITY_VERSION}}}}}}),
+    ('GET', r'/identity/v3/?', 'keystone.version', {
+        'status_code': [200], 'response_body': {'type': 'object', 'required': ['version'],
+                                                'properties': {'version': _IDENTITY_VERSION}}}),
+    ('POST', r'/identity/v3/auth/tokens', 'keystone.issue_token', {'status_code': [201], 'response_body': _TOKEN}),
+    ('GET', r'/identity/v3/auth/tokens', 'keystone.validate_token', {'status_code': [200], 'response_body': _TOKEN}),
+    ('DELETE', r'/identity/v3/auth/tokens', 'keystone.revoke_token', {'status_code': [204]}),
+]
+KEYSTONE_ERROR = {
+    'type': 'object', 'required': ['error'], 'additionalProperties': False, 'properties': {'error': {
+        'type': 'object', 'required': ['code', 'message', 'title'], 'additionalProperties': False,
+        'properties': {'code': {'type': 'integer'}, 'message': {'type': 'string'}, 'title': {'type': 'string'}}}}}
+
 # A path segment before a /v2.1 collection is a project id, as Nova
 # (and novaclient, which puts "v2" there for its Glance lookups) has it.
 PROJECT = re.compile(r'^/v2\.1/[^/]+/(servers|flavors|images)(/|$)')
@@ -161,7 +205,7 @@ def route(method, path, version, request_body):
                 if source is None:
                     return None, None
             return schema_for(source, attr, version)
-    for m, pattern, name, schema in GLANCE:
+    for m, pattern, name, schema in GLANCE + IDENTITY:
         if m == method and re.fullmatch(pattern, path):
             return name, schema
     return None, None
@@ -185,6 +229,14 @@ def check(ex):
             return None, 'missing or inconsistent microversion headers: %r' % headers
     if status >= 500 or status < 200:
         return None, 'the suite caused a %d: %r' % (status, raw[:300])
+    if 400 <= status < 500 and path.startswith('/identity'):
+        try:
+            jsonschema.validate(body, KEYSTONE_ERROR, cls=jsonschema_validator.JSONSCHEMA_VALIDATOR)
+        except jsonschema.ValidationError as e:
+            return 'keystone.error', 'error body: %s' % e.message
+        if body['error']['code'] != status:
+            return 'keystone.error', 'error body code %r differs from the status %d' % (body, status)
+        return 'keystone.error', None
     if 400 <= status < 500:
         try:
             jsonschema.validate(body, NOVA_ERROR, cls=jsonschema_validator.JSONSCHEMA_VALIDATOR)
