@@ -340,7 +340,7 @@ func TestRestartResumesTransition(t *testing.T) {
 // A plugin that crashes mid-step fails that step with a fault, is
 // restarted, and serves the next action.
 func TestPluginCrashDuringSpawn(t *testing.T) {
-	n := testnode.Start(t, testnode.Options{Driver: `crash_on = "Spawn"`, Extra: `executor { step_timeout = "2s" }`})
+	n := testnode.Start(t, testnode.Options{Driver: `crash_on = "Spawn"`, Extra: `executor { step_timeouts = { create = "2s" } }`})
 	id, _ := n.Create(t, "crashy")
 	in := n.Settle(t, id)
 	if in.Status != "ERROR" || in.Fault == nil || !strings.Contains(in.Fault.Message, "unavailable") {

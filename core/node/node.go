@@ -107,7 +107,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	if cfg.ReconcilerEnabled() {
 		n.Reconciler = reconcile.New(reconcile.Config{
 			Store: n.Store, Recorder: rec, Starter: svc, Unmanaged: reg, Node: cfg.Node, Drivers: comp.Drivers,
-			Policy: comp.Decider, PolicyID: comp.DeciderID, Interval: cfg.Reconciler.Interval,
+			Policy: comp.Decider, PolicyID: comp.DeciderID, Interval: cfg.Reconciler.Interval, LeaseTTL: leaseTTL(cfg),
 			StepTimeout: stepTimeouts(cfg), Logger: logger.With("component", "reconcile"),
 		})
 		if comp.Decider == nil {

@@ -72,8 +72,11 @@ type Config struct {
 	Policy Decider
 	// PolicyID names the policy in history records and flags.
 	PolicyID string
-	// Interval between sweeps; default 30 s.
+	// Interval between sweeps (and orphan passes); default 30 s.
 	Interval time.Duration
+	// LeaseTTL is the node lease's TTL, used for the orphans election's
+	// session too; default 10 s.
+	LeaseTTL time.Duration
 	// StepTimeout is the executor's bound on a step of an action; a step
 	// older than that is stuck. nil or 0 means 15 minutes.
 	StepTimeout func(instance.Action) time.Duration
@@ -88,7 +91,9 @@ type Reconciler struct {
 	cfg    Config
 	logger *slog.Logger
 
-	sweeps atomic.Int64
+	sweeps  atomic.Int64
+	orphans atomic.Int64
+	leading atomic.Bool
 
 	mu sync.Mutex
 	// seen is when each open disagreement (instance or VM id and case)
@@ -150,6 +155,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.leadOrphans(ctx)
+	}()
 	tick := time.NewTicker(r.cfg.Interval)
 	defer tick.Stop()
 	r.sweepLogged(ctx, "")
@@ -206,6 +216,9 @@ func (rep *Report) count(c policy.ReconcileCase, d policy.DecisionKind) {
 	rep.ByCase[c]++
 	rep.Decisions[d]++
 }
+
+// decisions counts a decision outside a sweep's report (orphans).
+func (r *Reconciler) decisions(policy.ReconcileCase, policy.DecisionKind) {}
 
 // Sweep compares every record of this node run by driver drv ("" for all
 // drivers) with the driver's VMs, and decides each disagreement.

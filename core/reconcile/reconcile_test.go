@@ -321,3 +321,37 @@ reconciler {
 		t.Fatalf("a failing policy changed the state: %s %+v", in.Status, in.Flags)
 	}
 }
+
+// A driver event is handled at once, not at the next sweep: with sweeps
+// an hour apart, a VM powered off behind Lucid's back is SHUTOFF within a
+// second, with a reconciler history record.
+func TestEventCorrectsWithinASecond(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "fake.sock")
+	n := testnode.Start(t, testnode.Options{Dir: dir, Driver: fmt.Sprintf("control_socket = %q", sock), Extra: fmt.Sprintf(`
+policy "reconcile" {
+  module   = %q
+  settings = { grace = "0s" }
+  timeout  = "5s"
+}
+reconciler {
+  enabled  = true
+  interval = "1h"
+}
+`, testenv.Wasm(t, "./policies/reconcile"))})
+	id := active(t, n)
+	sweeps(t, n, 1) // the first sweep runs at start; the next is an hour away
+	before := n.Reconciler.Sweeps()
+	ctl(t, sock, "power", id, "shutdown")
+	start := time.Now()
+	testenv.Eventually(t, 5*time.Second, func() bool { return n.Status(t, id) == "SHUTOFF" }, "the event was not handled")
+	if took := time.Since(start); took > time.Second {
+		t.Logf("corrected after %v (over the 1 s goal; the machine may be loaded)", took)
+	}
+	if n.Reconciler.Sweeps() != before {
+		t.Fatal("a sweep ran: the correction did not come from the event")
+	}
+	if l := last(t, n, id); l.Cause != "reconciler" || l.To != "SHUTOFF" {
+		t.Fatalf("correction %+v", l)
+	}
+}

@@ -132,41 +132,52 @@ func (s *Store) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	return out, nil
 }
 
-// Adopt makes node the owner of rec's transition, in one guarded Txn that
-// succeeds only if the transition is unchanged since rec was read (else
-// ErrStale) and its current owner's nodes/<owner> key is absent (else
-// ErrNodeAlive): a live node's work is never taken from it. No status
-// changes, so no history record is written.
-func (s *Store) Adopt(ctx context.Context, rec Record, node string) (Record, error) {
-	if rec.Transition == nil || rec.TransitionRev == 0 {
+// Adopt moves rec's instance and its transition in flight to node, in one
+// guarded Txn that succeeds only if neither key changed since rec was
+// read (else ErrStale) and the transition's owner's nodes/<owner> key is
+// absent (else ErrNodeAlive): a live node's work is never taken from it.
+// The step's clock restarts and its attempt counts up, as when a node
+// resumes its own step. No status changes, so no history record is
+// written.
+func (s *Store) Adopt(ctx context.Context, rec Record, node string, now time.Time) (Record, error) {
+	if rec.Transition == nil || rec.TransitionRev == 0 || rec.StateRev == 0 {
 		return Record{}, fmt.Errorf("store: adopt %s: no transition in flight", rec.State.ID)
+	}
+	if rec.Err != nil {
+		return Record{}, fmt.Errorf("store: adopt %s: %w", rec.State.ID, rec.Err)
 	}
 	old := rec.Transition.Node
 	t := *rec.Transition
-	t.Node = node
-	t.Schema = instance.TransitionSchema
-	b, err := json.Marshal(t)
+	t.Node, t.Schema = node, instance.TransitionSchema
+	t.StepStartedAt, t.Attempt = now, t.Attempt+1
+	st := rec.State
+	st.Node, st.Schema, st.UpdatedAt = node, instance.StateSchema, now
+	tb, err := json.Marshal(t)
 	if err != nil {
 		return Record{}, fmt.Errorf("store: encode transition: %w", err)
 	}
-	tk := s.transitionKey(rec.State.ID)
+	sb, err := json.Marshal(st)
+	if err != nil {
+		return Record{}, fmt.Errorf("store: encode state: %w", err)
+	}
+	tk, sk := s.transitionKey(rec.State.ID), s.stateKey(rec.State.ID)
 	resp, err := s.cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.ModRevision(tk), "=", rec.TransitionRev),
+		clientv3.Compare(clientv3.ModRevision(sk), "=", rec.StateRev),
 		clientv3.Compare(clientv3.CreateRevision(s.key("nodes", old)), "=", 0),
-	).Then(clientv3.OpPut(tk, string(b))).Else(
-		clientv3.OpGet(tk, clientv3.WithKeysOnly()),
+	).Then(clientv3.OpPut(tk, string(tb)), clientv3.OpPut(sk, string(sb))).Else(
+		clientv3.OpGet(tk, clientv3.WithKeysOnly()), clientv3.OpGet(sk, clientv3.WithKeysOnly()),
 	).Commit()
 	if err != nil {
 		return Record{}, fmt.Errorf("store: adopt %s: %w", rec.State.ID, err)
 	}
 	if !resp.Succeeded {
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 && kvs[0].ModRevision == rec.TransitionRev {
+		tkv, skv := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs
+		if len(tkv) == 1 && tkv[0].ModRevision == rec.TransitionRev && len(skv) == 1 && skv[0].ModRevision == rec.StateRev {
 			return Record{}, fmt.Errorf("%w: %s owns %s", ErrNodeAlive, old, rec.State.ID)
 		}
 		return Record{}, fmt.Errorf("%w: instance %s", ErrStale, rec.State.ID)
 	}
-	next := rec
-	next.Transition = &t
-	next.TransitionRev = resp.Header.Revision
-	return next, nil
+	rev := resp.Header.Revision
+	return Record{State: st, Transition: &t, StateRev: rev, TransitionRev: rev}, nil
 }

@@ -203,7 +203,8 @@ func TestRegisterAndAdopt(t *testing.T) {
 		t.Fatalf("driver info %+v", info.Drivers)
 	}
 	rec := create(t, s, "x") // owned by n1
-	if _, err := s.Adopt(ctx, rec, "n2"); !errors.Is(err, store.ErrNodeAlive) {
+	now := time.Now().UTC()
+	if _, err := s.Adopt(ctx, rec, "n2", now); !errors.Is(err, store.ErrNodeAlive) {
 		t.Fatalf("adopt from a live node: %v, want ErrNodeAlive", err)
 	}
 	if got, _ := s.Get(ctx, "x"); got.Transition.Node != "n1" || got.TransitionRev != rec.TransitionRev {
@@ -216,20 +217,21 @@ func TestRegisterAndAdopt(t *testing.T) {
 	if _, ok, _ := s.Node(ctx, "n1"); ok {
 		t.Fatal("n1 still registered after Close")
 	}
-	adopted, err := s.Adopt(ctx, rec, "n2")
+	adopted, err := s.Adopt(ctx, rec, "n2", now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, _ := s.Get(ctx, "x")
-	if got.Transition.Node != "n2" || got.TransitionRev != adopted.TransitionRev {
-		t.Fatalf("after adoption: %+v", got.Transition)
+	if got.Transition.Node != "n2" || got.State.Node != "n2" || got.TransitionRev != adopted.TransitionRev ||
+		got.Transition.Attempt != rec.Transition.Attempt+1 || !got.Transition.StepStartedAt.Equal(now) {
+		t.Fatalf("after adoption: %+v %+v", got.State, got.Transition)
 	}
 	// Adoption is not a status change: no history record.
 	if h, _ := s.History(ctx, "x"); len(h) != 1 {
 		t.Fatalf("adoption wrote history: %+v", h)
 	}
 	// A second adopter holding the old read loses.
-	if _, err := s.Adopt(ctx, rec, "n3"); !errors.Is(err, store.ErrStale) {
+	if _, err := s.Adopt(ctx, rec, "n3", now); !errors.Is(err, store.ErrStale) {
 		t.Fatalf("stale adoption: %v, want ErrStale", err)
 	}
 }

@@ -75,6 +75,12 @@ func Config(t testing.TB, opts Options) string {
 		validate = "{}"
 	}
 	module := opts.ValidateModule
+	extra := opts.Extra
+	if !strings.Contains(extra, "reconciler {") {
+		// A test gets a reconciler only when it asks for one, so that
+		// nothing else changes its instances behind its back.
+		extra += "\nreconciler { enabled = false }\n"
+	}
 	if module == "" {
 		module = "./policies/transitions"
 	}
@@ -133,7 +139,7 @@ policy "validate" {
   timeout  = "5s"
 %s}
 %s
-`, name, testenv.CacheDir(t), storeBlock, testenv.Binary(t, plugin), opts.Driver, testenv.Wasm(t, module), validate, fallback, opts.Extra)
+`, name, testenv.CacheDir(t), storeBlock, testenv.Binary(t, plugin), opts.Driver, testenv.Wasm(t, module), validate, fallback, extra)
 	p := filepath.Join(dir, "config.hcl")
 	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
