@@ -29,6 +29,7 @@ import (
 
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/lifecycle"
+	"github.com/lucid-project/lucid/core/metrics"
 	"github.com/lucid-project/lucid/core/store"
 )
 
@@ -66,6 +67,10 @@ type Options struct {
 	// Quotas are the projects' limits, shown by os-quota-sets; nil shows
 	// every limit as unlimited (-1).
 	Quotas Quotas
+	// Metrics counts requests by route and code; MetricsHandler serves
+	// /metrics (nil: no such route).
+	Metrics        *metrics.Set
+	MetricsHandler http.Handler
 	// MetricsPublic lets /metrics be read without a token.
 	MetricsPublic bool
 	// Project and User are who a request acts as while auth is disabled:
@@ -86,6 +91,7 @@ type Server struct {
 	auth          Authenticator
 	quotas        Quotas
 	metricsPublic bool
+	metrics       *metrics.Set
 	logger        *slog.Logger
 	mux           *http.ServeMux
 	project       string
@@ -96,7 +102,7 @@ type Server struct {
 
 // New returns the API handler.
 func New(lc Lifecycle, opts Options) *Server {
-	s := &Server{lc: lc, auth: opts.Auth, quotas: opts.Quotas, metricsPublic: opts.MetricsPublic, logger: opts.Logger, mux: http.NewServeMux(), project: opts.Project, user: opts.User,
+	s := &Server{lc: lc, auth: opts.Auth, quotas: opts.Quotas, metricsPublic: opts.MetricsPublic, metrics: opts.Metrics, logger: opts.Logger, mux: http.NewServeMux(), project: opts.Project, user: opts.User,
 		maxLimit: opts.MaxLimit, catalogTime: opts.CatalogTime}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -116,6 +122,9 @@ func New(lc Lifecycle, opts Options) *Server {
 	s.catalogTime = s.catalogTime.UTC().Truncate(time.Second)
 	for _, rt := range s.routes() {
 		s.mux.HandleFunc(rt.pattern, rt.handler)
+	}
+	if opts.MetricsHandler != nil {
+		s.mux.Handle("GET /metrics", opts.MetricsHandler)
 	}
 	s.mux.HandleFunc("/", s.noRoute)
 	return s
@@ -224,8 +233,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.logAccess(r, sw.code, start, rid)
 		return
 	}
+	_, route := s.mux.Handler(r)
 	s.mux.ServeHTTP(sw, r)
 	s.logAccess(r, sw.code, start, rid)
+	s.metrics.Request(route, sw.code, time.Since(start))
 }
 
 func (s *Server) logAccess(r *http.Request, code int, start time.Time, rid string) {

@@ -56,6 +56,7 @@ type Plugin struct {
 	done    chan struct{}      // closed when the supervisor and subscriptions have returned
 	subs    sync.WaitGroup     // Subscribe goroutines
 	dropped atomic.Uint64      // events Subscribe dropped for full buffers
+	exits   atomic.Uint64      // times the plugin process exited while in use
 }
 
 var (
@@ -128,6 +129,10 @@ func (p *Plugin) Capabilities() []string {
 // Forwards marks Plugin as a driver.Forwarder.
 func (p *Plugin) Forwards() {}
 
+// Exits is how many times the plugin process exited while in use (each
+// exit is followed by a restart with backoff).
+func (p *Plugin) Exits() uint64 { return p.exits.Load() }
+
 // Close stops the supervisor and the plugin process and waits for both,
 // and for every Subscribe goroutine (their channels are closed).
 // It returns ctx.Err() if ctx ends first (the shutdown still completes in
@@ -164,6 +169,7 @@ func (p *Plugin) supervise(ctx context.Context, pr *proc) {
 		}
 		p.setCurrent(nil)
 		pr.kill() // reaps go-plugin's goroutines, removes the socket dir
+		p.exits.Add(1)
 		uptime := time.Since(pr.started)
 		if uptime >= stableAfter {
 			backoff = minBackoff

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lucid-project/lucid/core/instance"
+	"github.com/lucid-project/lucid/core/metrics"
 	"github.com/lucid-project/lucid/core/policy"
 	"github.com/lucid-project/lucid/core/store"
 )
@@ -36,6 +37,7 @@ type Recorder struct {
 	quotas    Quotas
 	validator Validator // nil: only the action table applies
 	policy    string    // names the validator in history records
+	metrics   *metrics.Set
 	logger    *slog.Logger
 	now       func() time.Time
 }
@@ -56,6 +58,8 @@ type RecorderConfig struct {
 	// asks for (cause api) makes an instance hold more; nil checks
 	// nothing. Usage is counted either way (store.Commit).
 	Quotas Quotas
+	// Metrics counts status changes by cause; nil counts nothing.
+	Metrics *metrics.Set
 }
 
 // Quotas says what a project may hold.
@@ -73,7 +77,7 @@ func NewRecorder(cfg RecorderConfig) *Recorder {
 	if now == nil {
 		now = func() time.Time { return time.Now().UTC() }
 	}
-	return &Recorder{store: cfg.Store, quotas: cfg.Quotas, validator: cfg.Validator, policy: cfg.Policy, logger: l, now: now}
+	return &Recorder{store: cfg.Store, quotas: cfg.Quotas, validator: cfg.Validator, policy: cfg.Policy, metrics: cfg.Metrics, logger: l, now: now}
 }
 
 // Now is the Recorder's clock, so that callers stamp records alike.
@@ -240,7 +244,11 @@ func (r *Recorder) commit(ctx context.Context, base store.Record, ch Change, pol
 		l := r.quotas.Limits(project)
 		sc.Limits = &l
 	}
-	return r.store.Commit(ctx, base, sc)
+	next, err := r.store.Commit(ctx, base, sc)
+	if err == nil {
+		r.metrics.StatusChanged(string(ch.Cause))
+	}
+	return next, err
 }
 
 // statuses derives the from and to of a change: "" from for a create,

@@ -19,6 +19,7 @@ import (
 	"github.com/lucid-project/lucid/core/executor"
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/lifecycle"
+	"github.com/lucid-project/lucid/core/metrics"
 	"github.com/lucid-project/lucid/core/reconcile"
 	"github.com/lucid-project/lucid/core/store"
 	"github.com/lucid-project/lucid/core/store/embedded"
@@ -41,6 +42,8 @@ type Node struct {
 	Ready time.Duration
 	// Reconciler is the node's reconciler, nil when it is disabled.
 	Reconciler *reconcile.Reconciler
+	// Metrics are the node's Prometheus metrics, served at /metrics.
+	Metrics *metrics.Set
 
 	logger  *slog.Logger
 	closers []func(context.Context) error
@@ -71,6 +74,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		return nil, err
 	}
 	n.closers = append(n.closers, comp.Close)
+	n.instrument(comp)
 
 	reg, err := n.Store.Register(ctx, store.NodeInfo{Name: cfg.Node, Drivers: comp.Infos, API: cfg.API.Listen, Started: time.Now().UTC()}, leaseTTL(cfg))
 	if err != nil {
@@ -88,7 +92,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		return nil, err
 	}
 	rec := lifecycle.NewRecorder(lifecycle.RecorderConfig{Store: n.Store, Validator: comp.Validator, Policy: comp.PolicyID,
-		Quotas: quotas{cfg}, Logger: logger.With("component", "lifecycle")})
+		Quotas: quotas{cfg}, Metrics: n.Metrics, Logger: logger.With("component", "lifecycle")})
 	// The first configured driver receives new instances; scheduling
 	// across drivers and nodes is not built yet.
 	svc := lifecycle.NewService(lifecycle.Config{Store: n.Store, Recorder: rec, Catalog: catalog(cfg),
@@ -108,7 +112,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		n.Reconciler = reconcile.New(reconcile.Config{
 			Store: n.Store, Recorder: rec, Starter: svc, Unmanaged: reg, Node: cfg.Node, Drivers: comp.Drivers,
 			Policy: comp.Decider, PolicyID: comp.DeciderID, Interval: cfg.Reconciler.Interval, LeaseTTL: leaseTTL(cfg),
-			StepTimeout: stepTimeouts(cfg), Logger: logger.With("component", "reconcile"),
+			StepTimeout: stepTimeouts(cfg), Logger: logger.With("component", "reconcile"), Metrics: n.Metrics,
 		})
 		if comp.Decider == nil {
 			logger.Warn("the reconciler is enabled without a reconcile policy: it only flags what it finds (observe-only); configure policy \"reconcile\" to let it correct")
@@ -128,7 +132,8 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	}
 	n.Addr = ln.Addr().String()
 	opts := api.Options{Logger: logger.With("component", "api"), Quotas: quotas{cfg}, MetricsPublic: cfg.MetricsPublic(),
-		Project: cfg.Defaults.ProjectID, User: cfg.Defaults.UserID, MaxLimit: cfg.API.MaxLimit, CatalogTime: t0}
+		Project: cfg.Defaults.ProjectID, User: cfg.Defaults.UserID, MaxLimit: cfg.API.MaxLimit, CatalogTime: t0,
+		Metrics: n.Metrics, MetricsHandler: n.metricsHandler()}
 	if ident != nil {
 		// An interface holding a nil *Service would not be nil.
 		opts.Auth = ident

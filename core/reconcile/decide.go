@@ -62,6 +62,7 @@ func (r *Reconciler) decide(ctx context.Context, drv string, d driver.Driver, id
 
 	dec := r.ask(ctx, req)
 	rep.count(req.Case, dec.Kind)
+	r.decisions(req.Case, dec.Kind)
 	switch dec.Kind {
 	case policy.DecisionLeave:
 		return nil

@@ -72,6 +72,7 @@ func (r *Reconciler) Orphans(ctx context.Context) (int, error) {
 		}
 		found++
 		r.orphans.Add(1)
+		r.cfg.Metrics.Orphan()
 		if err := r.orphan(ctx, rec, alive); err != nil && ctx.Err() == nil {
 			r.logger.Warn("reconcile: deciding an orphan failed", "instance", rec.State.ID, "err", err)
 		}

@@ -35,6 +35,7 @@ import (
 
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/lifecycle"
+	"github.com/lucid-project/lucid/core/metrics"
 	"github.com/lucid-project/lucid/core/policy"
 	"github.com/lucid-project/lucid/core/store"
 	"github.com/lucid-project/lucid/sdk/driver"
@@ -83,6 +84,8 @@ type Config struct {
 	Logger      *slog.Logger
 	// Now is the clock; nil means time.Now in UTC.
 	Now func() time.Time
+	// Metrics counts sweeps, cases and decisions; nil counts nothing.
+	Metrics *metrics.Set
 }
 
 // Reconciler runs sweeps and handles driver events for one node. Run it
@@ -217,8 +220,10 @@ func (rep *Report) count(c policy.ReconcileCase, d policy.DecisionKind) {
 	rep.Decisions[d]++
 }
 
-// decisions counts a decision outside a sweep's report (orphans).
-func (r *Reconciler) decisions(policy.ReconcileCase, policy.DecisionKind) {}
+// decisions counts a decision in the node's metrics.
+func (r *Reconciler) decisions(c policy.ReconcileCase, d policy.DecisionKind) {
+	r.cfg.Metrics.Decided(string(c), string(d))
+}
 
 // Sweep compares every record of this node run by driver drv ("" for all
 // drivers) with the driver's VMs, and decides each disagreement.
@@ -282,6 +287,7 @@ func (r *Reconciler) Sweep(ctx context.Context, drv string) (Report, error) {
 	r.forget(open, drv == "")
 	rep.Took = time.Since(start)
 	r.sweeps.Add(1)
+	r.cfg.Metrics.Swept(rep.Took, rep.Checked)
 	return rep, ctx.Err()
 }
 

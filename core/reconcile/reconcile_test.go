@@ -3,6 +3,8 @@ package reconcile_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -353,5 +355,66 @@ reconciler {
 	}
 	if l := last(t, n, id); l.Cause != "reconciler" || l.To != "SHUTOFF" {
 		t.Fatalf("correction %+v", l)
+	}
+}
+
+// What the reconciler and the rest of the node did is visible at
+// /metrics, in Prometheus' text format.
+func TestMetrics(t *testing.T) {
+	n, sock := node(t, "", `{}`, true)
+	id := active(t, n)
+	ctl(t, sock, "power", id, "shutdown")
+	testenv.Eventually(t, 10*time.Second, func() bool { return n.Status(t, id) == "SHUTOFF" }, "never corrected")
+	for _, pid := range testenv.ChildPIDs(t, testenv.Binary(t, "./plugins/fake")) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return n.Status(t, id) == "ERROR" }, "the vanished VM was not noticed")
+
+	req, _ := http.NewRequest("GET", n.Base+"/metrics", nil)
+	req.Header.Set("X-Auth-Token", n.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	text := string(raw)
+	metric := func(name string) float64 {
+		t.Helper()
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(line, name+" ") {
+				var v float64
+				fmt.Sscan(strings.TrimPrefix(line, name+" "), &v)
+				return v
+			}
+		}
+		t.Fatalf("no %s in /metrics", name)
+		return 0
+	}
+	for name, atLeast := range map[string]float64{
+		`lucid_reconcile_sweeps_total`:                                              1,
+		`lucid_reconcile_cases_total{case="power_mismatch"}`:                        1,
+		`lucid_reconcile_decisions_total{case="power_mismatch",decision="correct"}`: 1,
+		`lucid_reconcile_decisions_total{case="vanished",decision="correct"}`:       1,
+		`lucid_status_changes_total{cause="api"}`:                                   1,
+		`lucid_status_changes_total{cause="driver"}`:                                1,
+		`lucid_status_changes_total{cause="reconciler"}`:                            2,
+		`lucid_api_requests_total{code="202",route="POST /v2.1/servers"}`:           1,
+		`lucid_driver_calls_total{driver="fake",op="spawn",result="ok"}`:            1,
+		`lucid_driver_calls_total{driver="fake",op="list",result="ok"}`:             1,
+		`lucid_driver_restarts_total{driver="fake"}`:                                1,
+		`lucid_policy_call_seconds_count{hook="validate"}`:                          2,
+		`lucid_policy_call_seconds_count{hook="reconcile"}`:                         2,
+		`lucid_reconcile_instances_checked_total`:                                   1,
+	} {
+		if v := metric(name); v < atLeast {
+			t.Errorf("%s = %v, want at least %v", name, v, atLeast)
+		}
+	}
+	if !strings.Contains(text, "etcd_mvcc_put_total") {
+		t.Error("the embedded etcd's own metrics are not served")
 	}
 }
