@@ -84,4 +84,3 @@ func (s *Set) ModuleStats(m *policy.Module) error {
 	}
 	return nil
 }
-

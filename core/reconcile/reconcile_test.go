@@ -3,9 +3,9 @@ package reconcile_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
-	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
