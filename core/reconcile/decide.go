@@ -16,8 +16,9 @@ import (
 
 // decide reads id's record and asks driver d about the VM afresh,
 // classifies the pair, asks the policy about a case, and carries out the
-// decision. It counts what it did in rep.
-func (r *Reconciler) decide(ctx context.Context, drv string, d driver.Driver, id string, rep *Report) error {
+// decision. It counts what it did in rep. Cases of different instances
+// are decided concurrently.
+func (r *Reconciler) decide(ctx context.Context, drv string, d driver.Driver, id string, rep *tally) error {
 	rec, err := r.cfg.Store.Get(ctx, id)
 	haveRecord := err == nil
 	if err != nil && !errors.Is(err, instance.ErrNotFound) {
@@ -28,6 +29,25 @@ func (r *Reconciler) decide(ctx context.Context, drv string, d driver.Driver, id
 	if err != nil && !errors.Is(err, driver.ErrNotFound) {
 		return err // the driver cannot tell now (restarting?): next time
 	}
+	return r.decideSeen(ctx, drv, seen{id: id, rec: rec, haveRecord: haveRecord, vm: vm, present: present}, rep)
+}
+
+// seen is a record and a VM as a sweep or a fresh look found them.
+type seen struct {
+	id         string
+	rec        store.Record
+	haveRecord bool
+	vm         driver.Instance
+	present    bool
+}
+
+// decideSeen classifies what was seen, asks the policy about a case and
+// carries out the decision. A sweep decides on what its one ranged read
+// and one List returned, without reading again: every change it makes is
+// a guarded write, so a record that moved since is not overwritten (the
+// write loses as stale and the next look decides again).
+func (r *Reconciler) decideSeen(ctx context.Context, drv string, s seen, rep *tally) error {
+	id, rec, haveRecord, vm, present := s.id, s.rec, s.haveRecord, s.vm, s.present
 	now := r.cfg.Now()
 	req := policy.ReconcileRequest{Now: now, Node: r.cfg.Node,
 		Observed: policy.Observation{Present: present, PowerState: instance.PowerState(vm.Power), ID: id}}

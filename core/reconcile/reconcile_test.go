@@ -342,7 +342,8 @@ reconciler {
 }
 `, testenv.Wasm(t, "./policies/reconcile"))})
 	id := active(t, n)
-	sweeps(t, n, 1) // the first sweep runs at start; the next is an hour away
+	// The first sweep runs at start; the next is an hour away.
+	testenv.Eventually(t, 30*time.Second, func() bool { return n.Reconciler.Sweeps() >= 1 }, "no first sweep")
 	before := n.Reconciler.Sweeps()
 	ctl(t, sock, "power", id, "shutdown")
 	start := time.Now()

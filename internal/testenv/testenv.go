@@ -378,3 +378,25 @@ func GetRaw(t testing.TB, url, key string) string {
 	}
 	return string(resp.Kvs[0].Value)
 }
+
+// RangeRaw reads every key under prefix from the etcd at url in one
+// ranged read over a TCP client, the baseline a sweep is measured
+// against, and returns how many keys it got and how long the read took.
+func RangeRaw(t testing.TB, url, prefix string) (int, time.Duration) {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		MaxCallRecvMsgSize: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(resp.Kvs), took
+}
