@@ -31,6 +31,9 @@ test-deps:
 test: test-deps
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	# Compile the test policies once, without the race detector (whose
+	# wazero compiler is many times slower), into the shared test cache.
+	$(GO) test -count=1 ./internal/testenv/warm
 	$(GO) test -race -count=1 ./...
 
 bench:
