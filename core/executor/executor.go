@@ -64,6 +64,13 @@ type worker struct {
 	cancel  context.CancelFunc // cancels the running step
 	dirty   bool               // the transition changed since the last read
 	resume  bool               // found in flight at start: restart its step's clock
+	// wrote is the record as this worker last wrote it, the base of its
+	// next step: nothing else can have written the instance between the
+	// read it guarded on and its write, so reading it back would only
+	// cost a round trip. wroteRev is that write's revision; watch events
+	// at or below it are the worker's own.
+	wrote    *store.Record
+	wroteRev int64
 }
 
 // New returns an Executor; Run starts it.
@@ -110,12 +117,12 @@ func (e *Executor) Run(ctx context.Context) error {
 				continue
 			}
 			if r.Transition != nil {
-				e.dispatch(ctx, r.State.ID, r.Transition, first)
+				e.dispatch(ctx, r.State.ID, r.Transition, 0, first)
 			}
 		}
 		first = false
 		err = e.cfg.Store.WatchTransitions(ctx, rev, func(ev store.TransitionEvent) {
-			e.dispatch(ctx, ev.ID, ev.Transition, false)
+			e.dispatch(ctx, ev.ID, ev.Transition, ev.Revision, false)
 		})
 		if ctx.Err() != nil {
 			return nil
@@ -131,7 +138,7 @@ func (e *Executor) Run(ctx context.Context) error {
 // dispatch hands an instance's transition change to its worker, starting
 // one if needed. It never blocks on driver calls. A transition that now
 // belongs to another node (adopted) or is gone cancels a running step.
-func (e *Executor) dispatch(ctx context.Context, id string, t *instance.Transition, resume bool) {
+func (e *Executor) dispatch(ctx context.Context, id string, t *instance.Transition, rev int64, resume bool) {
 	mine := t != nil && t.Node == e.cfg.Node
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -145,6 +152,9 @@ func (e *Executor) dispatch(ctx context.Context, id string, t *instance.Transiti
 		e.wg.Add(1)
 		go e.work(ctx, id, w)
 		return
+	}
+	if rev > 0 && rev <= w.wroteRev {
+		return // the worker's own write
 	}
 	w.dirty = true
 	if w.running != "" && (!mine || t.RequestID != w.running) {
@@ -160,9 +170,17 @@ func (e *Executor) work(ctx context.Context, id string, w *worker) {
 	for {
 		e.mu.Lock()
 		w.dirty = false
+		known := w.wrote
+		w.wrote = nil
 		e.mu.Unlock()
 
-		rec, err := e.cfg.Store.Get(ctx, id)
+		var rec store.Record
+		var err error
+		if known != nil {
+			rec = *known
+		} else {
+			rec, err = e.cfg.Store.Get(ctx, id)
+		}
 		if ctx.Err() != nil {
 			e.retire(id, w, true)
 			return
@@ -192,10 +210,13 @@ func (e *Executor) work(ctx context.Context, id string, w *worker) {
 		e.mu.Lock()
 		w.running, w.cancel = rec.Transition.RequestID, cancel
 		e.mu.Unlock()
-		done := e.execute(rctx, rec)
+		done, next := e.execute(rctx, rec)
 		cancel()
 		e.mu.Lock()
 		w.running, w.cancel = "", nil
+		if next != nil {
+			w.wrote, w.wroteRev = next, max(next.StateRev, next.TransitionRev)
+		}
 		e.mu.Unlock()
 		if done {
 			backoff = 100 * time.Millisecond
@@ -242,9 +263,10 @@ func (e *Executor) restartClock(ctx context.Context, rec store.Record) (store.Re
 
 // execute runs the current step of rec's transition and writes its
 // outcome. It reports whether the record moved on (next step, end,
-// failure recorded, or replaced by someone else); false means the outcome
-// could not be written and the caller should try again later.
-func (e *Executor) execute(ctx context.Context, rec store.Record) bool {
+// failure recorded, or replaced by someone else), and the record as it
+// wrote it if it did; false means the outcome could not be written and
+// the caller should try again later.
+func (e *Executor) execute(ctx context.Context, rec store.Record) (bool, *store.Record) {
 	t := rec.Transition
 	id := rec.State.ID
 	log := e.logger.With("instance", id, "action", t.Action, "request_id", t.RequestID, "step", t.Step)
@@ -265,7 +287,7 @@ func (e *Executor) execute(ctx context.Context, rec store.Record) bool {
 		// Replaced by another transition, or the node is stopping: the
 		// record belongs to whoever replaced us; write nothing.
 		log.Info("executor: step interrupted", "err", ctx.Err())
-		return true
+		return true, nil
 	}
 	var ch lifecycle.Change
 	switch {
@@ -285,23 +307,23 @@ func (e *Executor) execute(ctx context.Context, rec store.Record) bool {
 // (it fails) is retried a few times first, since a failing policy
 // instance is replaced by a fresh one. Nothing is ever recorded as the
 // opposite of what the driver did.
-func (e *Executor) write(ctx context.Context, rec store.Record, spec instance.Spec, ch lifecycle.Change, log *slog.Logger) bool {
+func (e *Executor) write(ctx context.Context, rec store.Record, spec instance.Spec, ch lifecycle.Change, log *slog.Logger) (bool, *store.Record) {
 	const policyRetries = 3
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		_, err := e.cfg.Recorder.Record(ctx, rec, ch)
+		next, err := e.cfg.Recorder.Record(ctx, rec, ch)
 		var refused *lifecycle.RefusedError
 		switch {
 		case err == nil:
-			return true
+			return true, &next
 		case errors.Is(err, store.ErrStale):
 			// Someone else changed the record (a pre-empting delete): the
 			// next read tells what to do.
-			return true
+			return true, nil
 		case errors.As(err, &refused) && refused.Failed && attempt < policyRetries:
 			log.Warn("executor: validate policy failed on the outcome; asking again", "attempt", attempt, "err", err)
 			if !sleep(ctx, wait) {
-				return true
+				return true, nil
 			}
 			wait *= 2
 			continue
@@ -309,17 +331,17 @@ func (e *Executor) write(ctx context.Context, rec store.Record, spec instance.Sp
 			log.Error("executor: outcome refused by the validate policy; ending the transition in ERROR", "err", err)
 			return e.impose(ctx, rec, ch, refused, log)
 		case ctx.Err() != nil:
-			return true
+			return true, nil
 		default:
 			log.Error("executor: write outcome", "err", err)
-			return false
+			return false, nil
 		}
 	}
 }
 
 // impose ends the transition in ERROR after a refusal. That write cannot be
 // refused; its fault and history name the policy and its reason.
-func (e *Executor) impose(ctx context.Context, rec store.Record, ch lifecycle.Change, refused *lifecycle.RefusedError, log *slog.Logger) bool {
+func (e *Executor) impose(ctx context.Context, rec store.Record, ch lifecycle.Change, refused *lifecycle.RefusedError, log *slog.Logger) (bool, *store.Record) {
 	now := e.cfg.Recorder.Now()
 	st := rec.State
 	st.UpdatedAt = now
@@ -333,15 +355,17 @@ func (e *Executor) impose(ctx context.Context, rec store.Record, ch lifecycle.Ch
 		msg += " (the step itself: " + ch.Message + ")"
 	}
 	st.Fault = &instance.Fault{Code: 500, Message: msg, At: now, During: rec.Transition.Action}
-	_, err := e.cfg.Recorder.Impose(ctx, rec, lifecycle.Change{
+	next, err := e.cfg.Recorder.Impose(ctx, rec, lifecycle.Change{
 		ID: st.ID, State: &st, At: now, Action: rec.Transition.Action, RequestID: rec.Transition.RequestID, Message: msg,
 	})
 	switch {
-	case err == nil, errors.Is(err, store.ErrStale), ctx.Err() != nil:
-		return true
+	case err == nil:
+		return true, &next
+	case errors.Is(err, store.ErrStale), ctx.Err() != nil:
+		return true, nil
 	default:
 		log.Error("executor: write imposed ERROR", "err", err)
-		return false
+		return false, nil
 	}
 }
 
