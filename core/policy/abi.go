@@ -42,6 +42,11 @@ type Info struct {
 	// SettingsSchema is the JSON Schema of the settings the policy accepts,
 	// verbatim; nil if the module gave none.
 	SettingsSchema json.RawMessage `json:"settings_schema,omitempty"`
+	// Reads and Deterministic: the validate request fields the verdict
+	// depends on, and the promise that equal values get equal verdicts
+	// (see verdicts.go).
+	Reads         []string `json:"reads,omitempty"`
+	Deterministic bool     `json:"deterministic,omitempty"`
 }
 
 // ValidateRequest asks whether one status change may be written.

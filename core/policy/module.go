@@ -67,6 +67,9 @@ const (
 type Config struct {
 	// Name identifies the policy in errors and logs (the HCL label).
 	Name string
+	// NoVerdictCache asks a deterministic validate policy every time
+	// instead of keeping its verdicts (tests compare the two).
+	NoVerdictCache bool
 	// Hook is the hook the module is loaded for; the module must export it
 	// and declare it in its info.
 	Hook Hook
@@ -184,6 +187,9 @@ type Module struct {
 	closed atomic.Bool
 
 	stats counters
+	// verdicts keeps a deterministic validate module's answers (nil: ask
+	// every time); see verdicts.go.
+	verdicts *verdicts
 }
 
 // Load compiles the module at cfg.Path, starts one instance, checks the
@@ -298,6 +304,12 @@ func (e *Engine) load(ctx context.Context, cfg Config) (_ *Module, err error) {
 	if !slices.Contains(m.info.Hooks, cfg.Hook) {
 		return nil, fmt.Errorf("%w: module declares hooks %v, not %q", ErrMissingExport, m.info.Hooks, cfg.Hook)
 	}
+	if cfg.Hook == HookValidate && !cfg.NoVerdictCache {
+		var why string
+		if m.verdicts, why = newVerdicts(m.info); why != "" {
+			m.logger.Warn("policy verdicts are not kept", "reason", why)
+		}
+	}
 	if !json.Valid(cfg.Settings) || !bytes.HasPrefix(bytes.TrimSpace(cfg.Settings), []byte("{")) {
 		return nil, &SettingsError{Reason: "settings must be a JSON object"}
 	}
@@ -356,6 +368,13 @@ func (m *Module) Validate(ctx context.Context, req ValidateRequest) (Verdict, er
 		m.stats.fail(ErrConfig)
 		return m.validateFallback(ErrConfig), fmt.Errorf("policy %q: %w: loaded for %s, not validate", m.cfg.Name, ErrConfig, m.cfg.Hook)
 	}
+	var key string
+	if m.verdicts != nil {
+		key = m.verdicts.key(req)
+		if v, ok := m.verdicts.get(key); ok {
+			return v, nil
+		}
+	}
 	body, err := json.Marshal(req.wire())
 	if err != nil {
 		err = fmt.Errorf("%w: encode: %w", ErrRequest, err)
@@ -369,6 +388,9 @@ func (m *Module) Validate(ctx context.Context, req ValidateRequest) (Verdict, er
 	})
 	if err != nil {
 		return m.validateFallback(err), fmt.Errorf("policy %q: validate: %w", m.cfg.Name, err)
+	}
+	if key != "" {
+		m.verdicts.put(key, v)
 	}
 	return v, nil
 }

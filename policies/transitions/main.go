@@ -34,7 +34,13 @@ const version = "2.0.0"
 
 func init() {
 	var s settings
-	policy.SetInfo(policy.Info{Name: "transitions", Version: version, SettingsSchema: []byte(settingsSchema)})
+	policy.SetInfo(policy.Info{Name: "transitions", Version: version, SettingsSchema: []byte(settingsSchema),
+		// The verdict depends on these fields and the settings only, so the
+		// host may keep verdicts instead of asking for every change.
+		Reads: []string{"action", "cause", "from", "to", "transition.action", "transition.steps",
+			"transition.origin", "transition.target"},
+		Deterministic: true,
+	})
 	policy.HandleInit(func(raw []byte) error {
 		parsed, err := parseSettings(raw)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"slices"
@@ -228,4 +229,68 @@ func TestWasmSettings(t *testing.T) {
 	if info := m.Info(); info.Name != "transitions" || info.Version != version || !json.Valid(info.SettingsSchema) {
 		t.Fatalf("Info = %+v", info)
 	}
+}
+
+// The host keeps this policy's verdicts (it declares itself deterministic
+// over the fields it reads). Every kept verdict must equal a real call:
+// over every edge of the action table and a few thousand random requests,
+// a module that keeps verdicts answers exactly as one that asks each time,
+// on the first call and on the hit that follows.
+func TestKeptVerdictsEqualCalls(t *testing.T) {
+	e := engine(t)
+	ctx := context.Background()
+	load := func(noCache bool) *hostpolicy.Module {
+		m, err := e.Load(ctx, hostpolicy.Config{Name: "validate", Hook: hostpolicy.HookValidate, Path: wasmPath,
+			Settings: []byte(`{"forbid_actions":["hardReboot"]}`), NoVerdictCache: noCache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	kept, asked := load(false), load(true)
+	statuses := []instance.Status{""}
+	for _, r := range instance.Statuses() {
+		statuses = append(statuses, r.Status)
+	}
+	causes := []instance.Cause{instance.CauseAPI, instance.CauseDriver, instance.CauseReconciler, instance.CausePolicy}
+	var reqs []hostpolicy.ValidateRequest
+	for _, a := range instance.Actions() {
+		for _, origin := range append(append([]instance.Status{""}, a.From...), a.EnforceFrom...) {
+			tr := a.Begin(origin, instance.State{}, "req-1", "n", instance.Request{})
+			path := append([]instance.Status{origin}, tr.Steps...)
+			path = append(path, tr.Target, instance.StatusError)
+			for i := 1; i < len(path); i++ {
+				for _, c := range causes {
+					reqs = append(reqs, hostpolicy.ValidateRequest{Action: a.Action, Cause: c, From: path[i-1], To: path[i], Transition: tr})
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewSource(7))
+	actions := instance.Actions()
+	for range 3000 {
+		a := actions[rng.Intn(len(actions))]
+		req := hostpolicy.ValidateRequest{Action: a.Action, Cause: causes[rng.Intn(len(causes))],
+			From: statuses[rng.Intn(len(statuses))], To: statuses[1+rng.Intn(len(statuses)-1)]}
+		if rng.Intn(4) > 0 {
+			req.Transition = a.Begin(statuses[rng.Intn(len(statuses))], instance.State{}, "req-2", "n", instance.Request{})
+		}
+		reqs = append(reqs, req)
+	}
+	for _, req := range reqs {
+		want, err := asked.Validate(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 { // a call, then a kept verdict (or two calls for a new key)
+			got, err := kept.Validate(ctx, req)
+			if err != nil || got != want {
+				t.Fatalf("request %+v, call %d: kept verdict %+v, %v; a real call says %+v", req, i, got, err, want)
+			}
+		}
+	}
+	if kept.Hits() < uint64(len(reqs)) || asked.Hits() != 0 {
+		t.Fatalf("hits: kept %d (want at least %d), asked %d (want 0)", kept.Hits(), len(reqs), asked.Hits())
+	}
+	t.Logf("%d requests, %d answered from kept verdicts", len(reqs), kept.Hits())
 }

@@ -320,4 +320,16 @@ type Info struct {
 	// SettingsSchema is a JSON Schema of the settings object the policy
 	// accepts; documentation for operators, not enforced by the host.
 	SettingsSchema json.RawMessage `json:"settings_schema,omitempty"`
+	// Reads lists the validate request fields the verdict depends on, and
+	// Deterministic promises that, for given settings, the same values of
+	// those fields always get the same verdict. The host then keeps
+	// verdicts and asks again only for values it has not seen: a policy
+	// call saved on most status changes. The fields the host knows:
+	// action, cause, from, to, transition.action, transition.steps,
+	// transition.step, transition.origin, transition.target (a transition
+	// field also keys on whether there is a transition). A policy that
+	// reads anything else (instance fields, now) must not declare itself
+	// deterministic over this list.
+	Reads         []string `json:"reads,omitempty"`
+	Deterministic bool     `json:"deterministic,omitempty"`
 }
