@@ -7,6 +7,7 @@ package embedded
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 )
@@ -22,10 +24,16 @@ import (
 type Config struct {
 	// DataDir holds the member's WAL and snapshots. Required.
 	DataDir string
-	// ClientURL is where other processes (etcdctl, a second lucid) may
-	// reach the member. "" means 127.0.0.1 on a free port. Lucid itself
-	// talks to the embedded member in-process.
+	// ClientURL exposes the member to other machines (a second lucid,
+	// etcdctl elsewhere): "https://host:port", served with TLS and
+	// requiring client certificates signed by TLS.CAFile. Any other
+	// scheme is refused. "" (the default) exposes nothing: the member
+	// listens only on the unix socket SocketName in DataDir, which is made
+	// mode 0700, so only this user (and root) can reach it. Lucid itself
+	// talks to the member in-process.
 	ClientURL string
+	// TLS is required with ClientURL, and used only for it.
+	TLS *TLSFiles
 	// FastElection shortens raft ticks (10 ms / 100 ms): a single member
 	// elects itself in ~65 ms instead of ~0.7 s. Fine for one member; do
 	// not use for a cluster across machines.
@@ -48,7 +56,6 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 		return nil, fmt.Errorf("embedded etcd: data_dir is required")
 	}
 	ec := embed.NewConfig()
-	ec.Dir = cfg.DataDir
 	ec.Name = "lucid"
 	// etcd logs through zap in its own format; keep it out of Lucid's
 	// output, in a file beside the data directory.
@@ -57,20 +64,36 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 	if cfg.LogFile == "" {
 		ec.LogOutputs = []string{strings.TrimRight(cfg.DataDir, "/") + ".log"}
 	}
-	client := cfg.ClientURL
-	if client == "" {
-		client = "http://127.0.0.1:0"
-	}
-	cu, err := url.Parse(client)
+	dir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("embedded etcd: client url %q: %w", client, err)
+		return nil, fmt.Errorf("embedded etcd: data_dir: %w", err)
 	}
+	ec.Dir = dir
+	if err := privateDir(dir); err != nil {
+		return nil, err
+	}
+	sock, err := socketURL(dir)
+	if err != nil {
+		return nil, err
+	}
+	ec.ListenClientUrls = []url.URL{sock}
+	if cfg.ClientURL != "" {
+		cu, err := exposedURL(cfg.ClientURL, cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		ec.ListenClientUrls = append(ec.ListenClientUrls, cu)
+		ec.ClientTLSInfo = transport.TLSInfo{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile,
+			TrustedCAFile: cfg.TLS.CAFile, ClientCertAuth: true}
+	}
+	ec.AdvertiseClientUrls = ec.ListenClientUrls
 	// A single member never dials its peers, so the peer listener can take
 	// any free loopback port; the advertised URL only has to match the
-	// initial cluster string.
-	pu, _ := url.Parse("http://127.0.0.1:0")
-	ec.ListenClientUrls = []url.URL{*cu}
-	ec.AdvertiseClientUrls = []url.URL{*cu}
+	// initial cluster string. It takes only a certificate nobody else has.
+	if ec.PeerTLSInfo, err = peerTLS(dir); err != nil {
+		return nil, err
+	}
+	pu, _ := url.Parse("https://127.0.0.1:0")
 	ec.ListenPeerUrls = []url.URL{*pu}
 	ec.AdvertisePeerUrls = []url.URL{*pu}
 	ec.InitialCluster = ec.Name + "=" + pu.String()
@@ -107,9 +130,24 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 	}
 }
 
-// ClientURL is the address etcd clients outside this process can use.
+// ClientURL is the address etcd clients of this user outside this
+// process can use (etcdctl --endpoints, clientv3): the unix socket in the
+// data directory, "unix:///abs/path".
 func (m *Member) ClientURL() string {
-	return "http://" + m.etcd.Clients[0].Addr().String()
+	return m.etcd.Config().ListenClientUrls[0].String()
+}
+
+// ClientURLs are every URL the member serves clients on: ClientURL, then
+// the exposed https URL (with its real port) if Config.ClientURL asked
+// for one.
+func (m *Member) ClientURLs() []string {
+	urls := []string{m.ClientURL()}
+	for _, l := range m.etcd.Clients {
+		if a, ok := l.Addr().(*net.TCPAddr); ok {
+			urls = append(urls, "https://"+a.String())
+		}
+	}
+	return urls
 }
 
 // Client returns a client that talks to the member in-process, skipping
