@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -93,19 +92,30 @@ type Config struct {
 
 // Store says where the records live.
 type Store struct {
-	Embedded    *Embedded `hcl:"embedded,block"`
-	Endpoints   []string  `hcl:"endpoints,optional"`
-	Prefix      string    `hcl:"prefix,optional"`
+	Embedded *Embedded `hcl:"embedded,block"`
+	// Endpoints of an etcd cluster: http://, https:// or unix:// URLs;
+	// with a tls block, all must be https://.
+	Endpoints      []string  `hcl:"endpoints,optional"`
+	EndpointsRange hcl.Range `hcl:"endpoints,attr_range"`
+	Prefix         string    `hcl:"prefix,optional"`
+	// TLS is for the cluster's endpoints, or for an embedded member's
+	// client_url (see TLS); nil when the block is absent.
 	TLS         *TLS      `hcl:"tls,block"`
 	DefRange    hcl.Range `hcl:",def_range"`
 	PrefixRange hcl.Range `hcl:"prefix,attr_range"`
 }
 
-// Embedded runs etcd inside lucid serve.
+// Embedded runs etcd inside lucid serve. Its clients are Lucid itself
+// (in-process) and this user's tools, through the unix socket etcd.sock
+// in data_dir (made mode 0700); nothing else can reach it.
 type Embedded struct {
-	DataDir   string    `hcl:"data_dir"`
-	ClientURL string    `hcl:"client_url,optional"`
-	DataRange hcl.Range `hcl:"data_dir,attr_range"`
+	DataDir string `hcl:"data_dir"`
+	// ClientURL exposes the member to other nodes: "https://host:port",
+	// served with the store's tls block, whose client certificates it
+	// requires. Only https is accepted; "" (unset) exposes nothing.
+	ClientURL      string    `hcl:"client_url,optional"`
+	ClientURLRange hcl.Range `hcl:"client_url,attr_range"`
+	DataRange      hcl.Range `hcl:"data_dir,attr_range"`
 
 	// QuotaMiB is etcd's backend quota (quota-backend-bytes) in MiB: when
 	// the database reaches it, etcd refuses writes until space is
@@ -119,14 +129,39 @@ type Embedded struct {
 	CompactionRevisionsRange hcl.Range `hcl:"compaction_revisions,attr_range"`
 }
 
-// TLS for a remote etcd cluster.
+// TLS names PEM files, resolved against the config's directory and
+// checked to exist and parse (unless file checks are skipped).
+//
+// With endpoints, they are Lucid's side of the connection: CAFile holds
+// the CAs the cluster's server certificates must chain to ("" trusts the
+// system's roots); CertFile and KeyFile are the client certificate a
+// cluster with client-certificate auth demands (both or neither).
+//
+// With an embedded member's client_url, they are the member's side, and
+// all three are required: CertFile and KeyFile are what it serves, and
+// CAFile signs the client certificates it accepts.
 type TLS struct {
-	CAFile   string `hcl:"ca_file,optional"`
-	CertFile string `hcl:"cert_file,optional"`
-	KeyFile  string `hcl:"key_file,optional"`
+	CAFile        string    `hcl:"ca_file,optional"`
+	CertFile      string    `hcl:"cert_file,optional"`
+	KeyFile       string    `hcl:"key_file,optional"`
+	CAFileRange   hcl.Range `hcl:"ca_file,attr_range"`
+	CertFileRange hcl.Range `hcl:"cert_file,attr_range"`
+	KeyFileRange  hcl.Range `hcl:"key_file,attr_range"`
+	DefRange      hcl.Range `hcl:",def_range"`
 }
 
-// API is the HTTP listener.
+// ServerTLS is a certificate and its key to serve HTTPS with (PEM files,
+// resolved and checked as TLS's).
+type ServerTLS struct {
+	CertFile      string    `hcl:"cert_file"`
+	KeyFile       string    `hcl:"key_file"`
+	CertFileRange hcl.Range `hcl:"cert_file,attr_range"`
+	KeyFileRange  hcl.Range `hcl:"key_file,attr_range"`
+	DefRange      hcl.Range `hcl:",def_range"`
+}
+
+// API is the HTTP listener. Every limit left unset is zero, and the node
+// applies its default (named on each field).
 type API struct {
 	Listen      string    `hcl:"listen"`
 	ListenRange hcl.Range `hcl:"listen,attr_range"`
@@ -134,6 +169,36 @@ type API struct {
 	// [api] max_limit (>= 1); zero (unset) means the API's default, 1000.
 	MaxLimit      int       `hcl:"max_limit,optional"`
 	MaxLimitRange hcl.Range `hcl:"max_limit,attr_range"`
+	// TLS makes the API serve HTTPS only; nil (no block) serves HTTP.
+	TLS *ServerTLS `hcl:"tls,block"`
+
+	// The timeouts as written; the fields below are their values.
+	ReadHeaderTimeoutStr   string    `hcl:"read_header_timeout,optional"`
+	ReadHeaderTimeoutRange hcl.Range `hcl:"read_header_timeout,attr_range"`
+	ReadTimeoutStr         string    `hcl:"read_timeout,optional"`
+	ReadTimeoutRange       hcl.Range `hcl:"read_timeout,attr_range"`
+	WriteTimeoutStr        string    `hcl:"write_timeout,optional"`
+	WriteTimeoutRange      hcl.Range `hcl:"write_timeout,attr_range"`
+	IdleTimeoutStr         string    `hcl:"idle_timeout,optional"`
+	IdleTimeoutRange       hcl.Range `hcl:"idle_timeout,attr_range"`
+	// ReadHeaderTimeout bounds reading a request's headers, from the
+	// connection's first byte or the end of the previous request; node
+	// default 10s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included; node
+	// default 30s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds handling a request and writing its answer,
+	// from the end of its headers; node default 60s.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that sends no new
+	// request for this long; node default 60s.
+	IdleTimeout time.Duration
+	// MaxConnections caps the connections open at once (>= 1): beyond
+	// it, new connections wait to be accepted until one closes; node
+	// default 1024.
+	MaxConnections      int       `hcl:"max_connections,optional"`
+	MaxConnectionsRange hcl.Range `hcl:"max_connections,attr_range"`
 }
 
 // Driver is one hypervisor plugin.
@@ -146,6 +211,19 @@ type Driver struct {
 	PluginRange   hcl.Range `hcl:"plugin,attr_range"`
 	ChecksumRange hcl.Range `hcl:"checksum,attr_range"`
 	DefRange      hcl.Range `hcl:",def_range"`
+
+	// EnvExpr is env as written: a map of environment variables for the
+	// plugin process, e.g. { LIBVIRT_DEFAULT_URI = "qemu:///system" }.
+	EnvExpr hcl.Expression `hcl:"env,optional"`
+	// PassEnv names variables of Lucid's own environment the plugin also
+	// gets (those that are set), e.g. ["HOME"].
+	PassEnv      []string  `hcl:"pass_env,optional"`
+	PassEnvRange hcl.Range `hcl:"pass_env,attr_range"`
+	// Env is env's value; nil when unset. A plugin's environment is
+	// this, pass_env, PATH and what the plugin protocol needs: nothing
+	// else of Lucid's (core/driver).
+	Env      map[string]string
+	EnvRange hcl.Range
 
 	// Config is the config block as a JSON object, handed to the
 	// plugin's Configure.
@@ -500,14 +578,9 @@ func (c *Config) validate(body hcl.Body, o Options) hcl.Diagnostics {
 		}
 	}
 
-	diags = append(diags, c.validateStore()...)
+	diags = append(diags, c.validateStore(o)...)
 
-	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
-		diags = append(diags, errAt(c.API.ListenRange, "Invalid listen address", fmt.Sprintf("%q is not host:port: %v.", c.API.Listen, err)))
-	}
-	if set(c.API.MaxLimitRange) {
-		atLeast("max_limit", c.API.MaxLimit, 1, c.API.MaxLimitRange, &diags)
-	}
+	diags = append(diags, c.validateAPI(o)...)
 
 	if c.Executor == nil {
 		c.Executor = &Executor{}
@@ -546,6 +619,7 @@ func (c *Config) validate(body hcl.Body, o Options) hcl.Diagnostics {
 		if d.Checksum != "" && !validChecksum(d.Checksum) {
 			diags = append(diags, errAt(d.ChecksumRange, "Invalid checksum", "checksum must look like \"sha256:<64 hex digits>\"."))
 		}
+		diags = append(diags, d.validateEnv()...)
 		d.Config = json.RawMessage("{}")
 		if d.Body != nil {
 			js, ranges, ds := bodyJSON(d.Body.Remain)
@@ -582,7 +656,7 @@ func (c *Config) validate(body hcl.Body, o Options) hcl.Diagnostics {
 	return diags
 }
 
-func (c *Config) validateStore() hcl.Diagnostics {
+func (c *Config) validateStore(o Options) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	s := &c.Store
 	switch {
@@ -599,6 +673,7 @@ func (c *Config) validateStore() hcl.Diagnostics {
 		atLeast("quota_mib", e.QuotaMiB, 16, e.QuotaMiBRange, &diags)
 		atLeast("compaction_revisions", e.CompactionRevisions, 1000, e.CompactionRevisionsRange, &diags)
 	}
+	diags = append(diags, c.validateStoreTLS(o)...)
 	if s.Prefix == "" {
 		s.Prefix = "/lucid"
 	}

@@ -67,15 +67,23 @@ func NewPKI(t testing.TB) *PKI {
 }
 
 // Issue signs a new certificate named name for 127.0.0.1 and localhost
-// with the given uses, and returns its certificate and key files.
+// with the given uses, valid from an hour ago for a day, and returns its
+// certificate and key files.
 func (p *PKI) Issue(t testing.TB, name string, uses ...x509.ExtKeyUsage) (certFile, keyFile string) {
+	t.Helper()
+	return p.IssueValid(t, name, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), uses...)
+}
+
+// IssueValid is Issue with the validity period from notBefore to
+// notAfter, e.g. to make an expired certificate.
+func (p *PKI) IssueValid(t testing.TB, name string, notBefore, notAfter time.Time, uses ...x509.ExtKeyUsage) (certFile, keyFile string) {
 	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t),
 		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  uses,
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
