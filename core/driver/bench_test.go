@@ -166,3 +166,19 @@ func (l listing) List(context.Context) ([]driver.Instance, error) { return l, ni
 func (listing) PowerOff(context.Context, string) error            { return driver.ErrUnsupported }
 func (listing) PowerOn(context.Context, string) error             { return driver.ErrUnsupported }
 func (listing) Reboot(context.Context, string, bool) error        { return driver.ErrUnsupported }
+
+// BenchmarkStart measures launching the fake plugin (exec, handshake with
+// AutoMTLS, Info, Configure) and closing it again.
+func BenchmarkStart(b *testing.B) {
+	sockDir := b.TempDir()
+	ctx := context.Background()
+	for b.Loop() {
+		p, err := Start(ctx, Config{Name: "fake", Path: fakePath, SocketDir: sockDir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"unicode/utf8"
 
 	"github.com/lucid-project/lucid/sdk/driver"
 )
@@ -45,6 +46,16 @@ type Config struct {
 	// Config is the JSON object passed to the plugin's Configure, on start
 	// and after every restart. Empty means "{}" to the plugin's taste.
 	Config []byte
+	// Env and PassEnv are the plugin process's environment beyond what
+	// the plugin protocol needs (its handshake cookie, the client
+	// certificate of AutoMTLS, the socket directory) and PATH: Env's
+	// variables, and those of PassEnv that are set in the host's
+	// environment (Env wins over both). Nothing else of the host's
+	// environment reaches a plugin, so credentials in it stay with the
+	// host. A name the protocol uses (the cookie, PLUGIN_*) is refused
+	// with ErrEnv.
+	Env     map[string]string
+	PassEnv []string
 	// SocketDir is where each plugin process gets a private directory for
 	// its unix socket. The directory is removed when the process is gone,
 	// even after a SIGKILL. "" means the OS temp dir.
@@ -63,6 +74,9 @@ var (
 	// ErrChecksum: the executable does not match Config.Checksum, or the
 	// checksum is malformed.
 	ErrChecksum = errors.New("driver plugin checksum mismatch")
+	// ErrEnv: Config.Env or Config.PassEnv names a variable the plugin
+	// protocol sets itself.
+	ErrEnv = errors.New("driver plugin environment refused")
 	// ErrPluginExited: the plugin process died during the call, or is down
 	// and being restarted. Retrying later may succeed. It matches the sdk's
 	// driver.ErrUnavailable, which is what callers outside this package
@@ -71,6 +85,12 @@ var (
 	// ErrClosed: the Plugin was closed.
 	ErrClosed = errors.New("driver plugin closed")
 )
+
+// MaxMessage is the most bytes of a failed call's reason that
+// CallError.Error shows. A plugin writes its errors' text, and that text
+// becomes an instance's fault and history message in etcd: a plugin's
+// megabyte must not.
+const MaxMessage = 1024
 
 // CallError records a failed driver call: which driver, which operation,
 // and why. Err wraps the sdk sentinels (driver.ErrNotFound...), the
@@ -81,7 +101,25 @@ type CallError struct {
 	Err    error
 }
 
-func (e *CallError) Error() string { return "driver " + e.Driver + ": " + e.Op + ": " + e.Err.Error() }
+// Error names the driver and the operation, then Err's text, cut to
+// MaxMessage bytes (at a character boundary, saying how much was cut).
+// Err itself is left whole, for errors.Is and As.
+func (e *CallError) Error() string {
+	return "driver " + e.Driver + ": " + e.Op + ": " + clip(e.Err.Error(), MaxMessage)
+}
+
+// clip cuts s to at most max bytes, not inside a UTF-8 sequence, and
+// says how many bytes it dropped.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d more bytes)", s[:cut], len(s)-cut)
+}
 
 // Unwrap returns the underlying error.
 func (e *CallError) Unwrap() error { return e.Err }

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,9 +71,14 @@ func launch(ctx context.Context, cfg Config, config []byte, fork *forker, log hc
 		SyncStdout:       &lineLogger{log: slogger, stream: "stdout"},
 		SyncStderr:       &lineLogger{log: slogger, stream: "stderr"},
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: cfg.SocketDir},
+		// Each launch makes a fresh certificate pair: the host accepts
+		// only the plugin it started, and the plugin only this host.
+		AutoMTLS: true,
+		// The plugin's environment is built below, from the config.
+		SkipHostEnv: true,
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, sockDir string) (runner.Runner, error) {
 			var err error
-			r, err = newCmdRunner(cfg.Path, spec.Env, sockDir, fork, func(err error) {
+			r, err = newCmdRunner(cfg.Path, pluginEnv(cfg, os.LookupEnv, spec.Env), sockDir, fork, func(err error) {
 				pr.exitErr = err
 				markExited()
 			})
@@ -108,6 +115,41 @@ func launch(ctx context.Context, cfg Config, config []byte, fork *forker, log hc
 		return fail(fmt.Errorf("%s: configure: %w", cfg.Path, err))
 	}
 	return pr, nil
+}
+
+// pluginEnv is a plugin process's whole environment: the host's PATH (so
+// a driver finds its hypervisor's tools as the operator's shell would),
+// the variables of cfg.PassEnv that lookup finds, cfg.Env, and last the
+// protocol's own variables (checkEnv keeps the others off their names).
+func pluginEnv(cfg Config, lookup func(string) (string, bool), protocol []string) []string {
+	vars := map[string]string{}
+	for _, name := range append([]string{"PATH"}, cfg.PassEnv...) {
+		if v, ok := lookup(name); ok {
+			vars[name] = v
+		}
+	}
+	maps.Copy(vars, cfg.Env)
+	env := make([]string, 0, len(vars)+len(protocol))
+	for _, name := range slices.Sorted(maps.Keys(vars)) {
+		env = append(env, name+"="+vars[name])
+	}
+	return append(env, protocol...)
+}
+
+// checkEnv refuses configured variables the plugin protocol sets itself:
+// one of them would break the handshake or replace its certificate.
+func checkEnv(cfg Config) error {
+	var bad []string
+	for _, name := range append(slices.Collect(maps.Keys(cfg.Env)), cfg.PassEnv...) {
+		if name == driver.Handshake.MagicCookieKey || strings.HasPrefix(name, "PLUGIN_") || name == "" || strings.ContainsAny(name, "=\x00") {
+			bad = append(bad, name)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	slices.Sort(bad)
+	return fmt.Errorf("%w: %q: %s and PLUGIN_* belong to the plugin protocol, and a name has no '=' or NUL", ErrEnv, bad, driver.Handshake.MagicCookieKey)
 }
 
 func startTimeout(ctx context.Context) time.Duration {
@@ -179,7 +221,7 @@ var _ runner.Runner = (*cmdRunner)(nil)
 
 func newCmdRunner(path string, env []string, sockDir string, fork *forker, onExit func(error)) (*cmdRunner, error) {
 	cmd := exec.Command(path)
-	cmd.Env = env // go-plugin's: host env, magic cookie, socket dir
+	cmd.Env = env
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -73,7 +74,8 @@ var (
 //
 // A missing or non-executable path or a failed handshake returns an error
 // wrapping ErrLaunch; a checksum mismatch wraps ErrChecksum; a refused
-// configuration wraps sdk driver.ErrInvalidConfig. Every error names the
+// configuration wraps sdk driver.ErrInvalidConfig; an environment variable
+// the plugin protocol reserves wraps ErrEnv. Every error names the
 // driver and the path, and nothing is left running. The caller must Close
 // the returned Plugin.
 func Start(ctx context.Context, cfg Config) (*Plugin, error) {
@@ -93,6 +95,11 @@ func Start(ctx context.Context, cfg Config) (*Plugin, error) {
 		done:      make(chan struct{}),
 	}
 	p.launch.Config, p.launch.Logger = nil, nil
+	p.launch.Env, p.launch.PassEnv = maps.Clone(cfg.Env), slices.Clone(cfg.PassEnv)
+	if err := checkEnv(p.launch); err != nil {
+		p.fork.close()
+		return nil, fmt.Errorf("driver %q: %w", cfg.Name, err)
+	}
 
 	pr, err := launch(ctx, p.launch, p.config, p.fork, p.hclog, p.log)
 	if err != nil {

@@ -178,6 +178,8 @@ func TestStartErrors(t *testing.T) {
 		{"unknown config key", Config{Path: fakePath, Config: []byte(`{"bogus": 1}`)}, driver.ErrInvalidConfig, []string{fakePath, "bogus"}},
 		{"bad duration", Config{Path: fakePath, Config: []byte(`{"boot_delay": "soon"}`)}, driver.ErrInvalidConfig, []string{"boot_delay", `"soon"`}},
 		{"good checksum, bad config", Config{Path: fakePath, Checksum: "sha256:" + sum, Config: []byte(`{"crash_on": "Nope"}`)}, driver.ErrInvalidConfig, []string{"crash_on"}},
+		{"env sets the cookie", Config{Path: fakePath, Env: map[string]string{driver.Handshake.MagicCookieKey: "x"}}, ErrEnv, []string{`"` + driver.Handshake.MagicCookieKey + `"`}},
+		{"pass_env takes a protocol variable", Config{Path: fakePath, PassEnv: []string{"HOME", "PLUGIN_CLIENT_CERT"}}, ErrEnv, []string{`"PLUGIN_CLIENT_CERT"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 //	POST   /vms               {"id": "...", "power": "running"}  add an unmanaged VM
 //	PUT    /vms/{id}/power    {"power": "crashed"}                set the power state
 //	DELETE /vms/{id}                                              forget the VM
+//	GET    /env               the plugin process's environment, sorted NAME=VALUE strings
 //
 // Each change is journaled like any other and sent to Events subscribers
 // (EventAppeared, EventPower, EventVanished). Errors are
@@ -80,6 +81,14 @@ func startControl(path string, f *fake) (*control, error) {
 	})
 	mux.HandleFunc("DELETE /vms/{id}", func(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusOK, f.vanish(r.PathValue("id")))
+	})
+	// What the host gave the plugin: shows (and tests check) that a
+	// plugin gets its driver block's env and pass_env and none of the
+	// host's other variables.
+	mux.HandleFunc("GET /env", func(w http.ResponseWriter, _ *http.Request) {
+		env := os.Environ()
+		slices.Sort(env)
+		reply(w, http.StatusOK, env)
 	})
 	c := &control{srv: &http.Server{Handler: mux}, done: make(chan error, 1)}
 	go func() { c.done <- c.srv.Serve(ln) }()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +150,25 @@ func TestControlSurvivesReconfigure(t *testing.T) {
 	}
 	first.Close()
 	_ = second
+}
+
+// ctl env prints the plugin process's environment exactly (here the
+// test's own, as the fake runs in process), sorted.
+func TestControlEnv(t *testing.T) {
+	t.Setenv("LUCID_FAKE_ENV_PROBE", "a=b c")
+	sock := filepath.Join(t.TempDir(), "fake.sock")
+	configured(t, `{"control_socket": "`+sock+`"}`)
+	env := os.Environ()
+	slices.Sort(env)
+	want := strings.Join(env, "\n") + "\n"
+	code, out, errOut := ctl("--socket", sock, "env")
+	if code != 0 || out != want || errOut != "" {
+		t.Fatalf("ctl env = %d\nstdout %q\nstderr %q\nwant stdout %q", code, out, errOut, want)
+	}
+	if !strings.Contains(out, "\nLUCID_FAKE_ENV_PROBE=a=b c\n") {
+		t.Fatalf("ctl env lacks the probe variable:\n%s", out)
+	}
+	if code, _, errOut := ctl("--socket", sock, "env", "x"); code != 2 || !strings.Contains(errOut, "env takes no arguments") {
+		t.Fatalf("ctl env x = %d %q, want 2 and the usage", code, errOut)
+	}
 }

@@ -25,6 +25,7 @@ commands:
   power ID STATE          set a VM's power: running, shutdown, crashed or paused
   vanish ID               forget a VM, as if it had been deleted at the hypervisor
   add ID [--power STATE]  add a VM Lucid did not create (default power: running)
+  env                     print the plugin process's environment, one NAME=VALUE a line
 `
 
 // ctlTimeout bounds one control request.
@@ -88,6 +89,11 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 			return usage("add needs one ID")
 		}
 		err = c.do(http.MethodPost, "/vms", map[string]string{"id": ids[0], "power": *power})
+	case "env":
+		if len(args) != 0 {
+			return usage("env takes no arguments")
+		}
+		err = c.env(stdout)
 	default:
 		return usage("unknown command %q", cmd)
 	}
@@ -162,6 +168,21 @@ func (c *ctlClient) list(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", vm.ID, vm.Power, orDash(vm.Flavor.Name), orDash(vm.Image.ID), notes(vm))
 	}
 	return tw.Flush()
+}
+
+func (c *ctlClient) env(w io.Writer) error {
+	resp, err := c.request(http.MethodGet, "/env", nil)
+	if err != nil {
+		return err
+	}
+	var env []string
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+		return fmt.Errorf("env: %w", err)
+	}
+	for _, kv := range env {
+		fmt.Fprintln(w, kv)
+	}
+	return nil
 }
 
 func notes(vm instance) string {
