@@ -43,7 +43,7 @@ func serveCommand() *ucli.Command {
 				// being handled.
 				logger.Warn("the reconciler is disabled (reconciler { enabled = false }): nothing compares the records with the hypervisors")
 			}
-			logger.Info("lucid ready", "api", "http://"+n.Addr, "node", cfg.Node, "etcd", n.EtcdURL, "startup", n.Ready.Round(time.Millisecond))
+			logger.Info("lucid ready", "api", n.URL, "node", cfg.Node, "etcd", n.EtcdURL, "startup", n.Ready.Round(time.Millisecond))
 			select {
 			case <-ctx.Done():
 			case err = <-n.Err():

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/lucid-project/lucid/core/config"
 	coredriver "github.com/lucid-project/lucid/core/driver"
@@ -49,9 +51,13 @@ func (c *Components) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Check loads every policy module and starts every driver plugin of cfg,
-// then stops them: what `lucid config validate` does beyond decoding.
+// Check binds the API's listen address briefly, loads every policy
+// module and starts every driver plugin of cfg, then stops them: what
+// `lucid config validate` does beyond decoding.
 func Check(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	if err := cfg.CheckListen(); err != nil {
+		return err
+	}
 	c, err := Load(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -122,6 +128,7 @@ func Load(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Comp
 	for _, dc := range cfg.Drivers {
 		p, err := coredriver.Start(ctx, coredriver.Config{
 			Name: dc.Name, Path: dc.Plugin, Checksum: dc.Checksum, Config: dc.Config,
+			Env: dc.Env, PassEnv: dc.PassEnv,
 			SocketDir: sockDir, Logger: logger.With("component", "driver"),
 		})
 		if err != nil {
@@ -132,6 +139,15 @@ func Load(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Comp
 			switch {
 			case errors.Is(err, coredriver.ErrChecksum):
 				rng = dc.ChecksumRange
+			case errors.Is(err, coredriver.ErrEnv):
+				// The error quotes the names; point at pass_env if it
+				// holds one of them, else at env.
+				rng = dc.EnvRange
+				for _, name := range dc.PassEnv {
+					if strings.Contains(err.Error(), strconv.Quote(name)) || rng.Filename == "" {
+						rng = dc.PassEnvRange
+					}
+				}
 			case errors.Is(err, coredriver.ErrLaunch) || dc.Body == nil:
 			default:
 				rng = dc.Body.DefRange

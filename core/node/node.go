@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -36,6 +35,9 @@ type Node struct {
 	Store  *store.Store
 	// Addr is the API's listening address.
 	Addr string
+	// URL is how clients reach the API: http://Addr, or https://Addr
+	// when the api block has tls.
+	URL string
 	// EtcdURL is the embedded etcd member's client URL, "" for a cluster.
 	EtcdURL string
 	// Ready is how long start-up took, from Start to API ready.
@@ -126,11 +128,11 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		n.closers = append(n.closers, func(context.Context) error { rccancel(); <-rcDone; return nil })
 	}
 
-	ln, err := net.Listen("tcp", cfg.API.Listen)
+	ln, url, err := listen(cfg.API)
 	if err != nil {
 		return nil, cfg.Errorf(cfg.API.ListenRange, "Cannot listen", "%v", err)
 	}
-	n.Addr = ln.Addr().String()
+	n.Addr, n.URL = ln.Addr().String(), url
 	opts := api.Options{Logger: logger.With("component", "api"), Quotas: quotas{cfg}, MetricsPublic: cfg.MetricsPublic(),
 		Project: cfg.Defaults.ProjectID, User: cfg.Defaults.UserID, MaxLimit: cfg.API.MaxLimit, CatalogTime: t0,
 		Metrics: n.Metrics, MetricsHandler: n.metricsHandler()}
@@ -143,7 +145,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		}
 	}
 	handler := api.New(svc, opts)
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := newServer(cfg.API, handler, logger.With("component", "api"))
 	go func() { n.srvErr <- srv.Serve(ln) }()
 	n.closers = append(n.closers, srv.Shutdown)
 	n.Ready = time.Since(t0)
@@ -154,17 +156,33 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 func (n *Node) openStore(ctx context.Context) error {
 	cfg := n.Config
 	if e := cfg.Store.Embedded; e != nil {
-		m, err := embedded.Start(ctx, embedded.Config{DataDir: e.DataDir, ClientURL: e.ClientURL, FastElection: true})
+		ec := embedded.Config{DataDir: e.DataDir, ClientURL: e.ClientURL, FastElection: true}
+		if t := cfg.Store.TLS; t != nil {
+			ec.TLS = &embedded.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
+		}
+		m, err := embedded.Start(ctx, ec)
 		if err != nil {
-			return err
+			rng := e.DataRange
+			if e.ClientURL != "" {
+				rng = e.ClientURLRange
+			}
+			return cfg.Errorf(rng, "Cannot start the embedded etcd member", "%v", err)
 		}
 		n.closers = append(n.closers, func(context.Context) error { m.Close(); return nil })
 		n.EtcdURL = m.ClientURL()
 		n.Store = store.New(m.Client(), cfg.Store.Prefix)
 	} else {
-		st, err := store.Open(ctx, store.Config{Endpoints: cfg.Store.Endpoints, Prefix: cfg.Store.Prefix})
+		sc := store.Config{Endpoints: cfg.Store.Endpoints, Prefix: cfg.Store.Prefix}
+		if t := cfg.Store.TLS; t != nil {
+			tc, err := store.ClientTLS(t.CAFile, t.CertFile, t.KeyFile)
+			if err != nil {
+				return cfg.Errorf(t.DefRange, "Invalid store TLS", "%v", err)
+			}
+			sc.TLS = tc
+		}
+		st, err := store.Open(ctx, sc)
 		if err != nil {
-			return err
+			return cfg.Errorf(cfg.Store.EndpointsRange, "Cannot reach the store", "%v", err)
 		}
 		n.Store = st
 	}

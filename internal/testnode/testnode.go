@@ -51,6 +51,9 @@ type Options struct {
 	// Store, if set, replaces the embedded store block (e.g. endpoints of
 	// an etcd started by testenv.Etcd).
 	Store string
+	// API is added to the api block, after its listen line (timeouts,
+	// max_connections, a tls block...).
+	API string
 	// Dir is the directory for the config and data; default t.TempDir().
 	Dir string
 }
@@ -101,7 +104,10 @@ store {
   prefix = "/lucid"
 }
 
-api { listen = "127.0.0.1:0" }
+api {
+  listen = "127.0.0.1:0"
+%s
+}
 
 flavor "m1.tiny" {
   vcpus   = 1
@@ -139,7 +145,7 @@ policy "validate" {
   timeout  = "5s"
 %s}
 %s
-`, name, testenv.CacheDir(t), storeBlock, testenv.Binary(t, plugin), opts.Driver, testenv.Wasm(t, module), validate, fallback, extra)
+`, name, testenv.CacheDir(t), storeBlock, opts.API, testenv.Binary(t, plugin), opts.Driver, testenv.Wasm(t, module), validate, fallback, extra)
 	p := filepath.Join(dir, "config.hcl")
 	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -195,7 +201,7 @@ func StartConfig(t testing.TB, path string) *Node {
 		}
 		logs.stop()
 	})
-	base := "http://" + n.Addr
+	base := n.URL
 	tn := &Node{Node: n, Base: base, Client: client.New(base), ConfigPath: path, Logs: logs, AuthURL: base + "/identity/v3"}
 	if cfg.AuthEnabled() {
 		tn.Cloud = AdminCloud(t, cfg)
