@@ -5,7 +5,16 @@ GO      ?= go
 BIN     := bin
 POLICIES := $(patsubst policies/%/,$(BIN)/policies/%.wasm,$(wildcard policies/*/))
 
-.PHONY: all build run test test-deps vet bench clean
+# make test fuzzes every Go fuzz target (each func Fuzz* in a _test.go
+# file) for FUZZTIME. A new input that widens coverage is minimized for at
+# most FUZZMINIMIZE: Go's default, 60s, spends a short run minimizing (the
+# config loader's inputs are whole HCL files, and each try scans the
+# binary's whole coverage map), so it would show 0 execs/s and fuzz
+# nothing. Seeds and every crash found are in testdata/fuzz/<target>.
+FUZZTIME     ?= 4s
+FUZZMINIMIZE ?= 1s
+
+.PHONY: all build run test test-deps fuzz vet bench clean
 
 all: build
 
@@ -35,6 +44,15 @@ test: test-deps
 	# wazero compiler is many times slower), into the shared test cache.
 	$(GO) test -count=1 ./internal/testenv/warm
 	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz
+
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' core sdk plugins policies internal); do \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "fuzz ./$$(dirname $$f) $$t for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./$$(dirname $$f); \
+	  done; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./...

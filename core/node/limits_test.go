@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lucid-project/lucid/core/api/client"
 	"github.com/lucid-project/lucid/internal/testnode"
 )
 
@@ -124,4 +126,31 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatalf("once a slot was free: %v %v, want 200", resp, err)
 	}
 	resp.Body.Close()
+}
+
+// A driver's error text of 100,000 bytes becomes a fault and a history
+// message of about a kilobyte: nothing that large reaches etcd.
+func TestLongDriverErrorClipped(t *testing.T) {
+	n := testnode.Start(t, testnode.Options{Driver: `fail_spawn = "` + strings.Repeat("x", 100_000) + `"`})
+	ctx := context.Background()
+	id, r, err := n.Client.Create(ctx, client.CreateRequest{Name: "failing", FlavorRef: "m1.tiny", ImageRef: "cirros"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := n.Client.Wait(ctx, id, r.RequestID, 10*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Status != "ERROR" || in.Fault == nil || len(in.Fault.Message) > 2048 || !strings.Contains(in.Fault.Message, "more bytes)") {
+		t.Fatalf("status %s, fault of %d bytes; want ERROR with the driver's text cut to about 1 KiB", in.Status, len(in.Fault.Message))
+	}
+	h, err := n.Client.History(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range h {
+		if len(rec.Message) > 2048 {
+			t.Fatalf("history record %d holds %d bytes of message", rec.Seq, len(rec.Message))
+		}
+	}
 }
