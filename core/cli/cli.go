@@ -104,7 +104,13 @@ func newClient(c *ucli.Context) (*client.Client, error) {
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	cl := client.New("http://" + net.JoinHostPort(host, port))
+	scheme := "http"
+	if cfg.API.TLS != nil {
+		// The system's roots must trust the API's certificate (Go reads
+		// SSL_CERT_FILE for a private CA).
+		scheme = "https"
+	}
+	cl := client.New(scheme + "://" + net.JoinHostPort(host, port))
 	if cl.Token = c.String("token"); cl.Token != "" || !cfg.AuthEnabled() {
 		return cl, nil
 	}

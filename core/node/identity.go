@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"strings"
 
 	"github.com/lucid-project/lucid/core/config"
 	"github.com/lucid-project/lucid/core/identity"
@@ -50,8 +51,10 @@ func (n *Node) startIdentity(ctx context.Context) (*identity.Service, error) {
 }
 
 // authURL is the identity endpoint clients of this node use: the API's
-// address, with a wildcard listen address replaced by loopback.
-func authURL(addr string) string {
+// URL (http or https, scheme://addr), with a wildcard listen address
+// replaced by loopback.
+func authURL(base string) string {
+	scheme, addr, _ := strings.Cut(base, "://")
 	host, port, err := net.SplitHostPort(addr)
 	if err == nil {
 		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
@@ -59,7 +62,7 @@ func authURL(addr string) string {
 		}
 		addr = net.JoinHostPort(host, port)
 	}
-	return "http://" + addr + "/identity/v3"
+	return scheme + "://" + addr + "/identity/v3"
 }
 
 // bootstrapAdmin creates the admin user on the first start and writes its
@@ -69,7 +72,7 @@ func authURL(addr string) string {
 // password is stored only hashed; it cannot be shown again).
 func (n *Node) bootstrapAdmin(ctx context.Context, svc *identity.Service) error {
 	path := n.Config.CloudsYAMLPath()
-	url := authURL(n.Addr)
+	url := authURL(n.URL)
 	created, err := svc.Bootstrap(ctx, func(password string) (func() error, func(), error) {
 		return identity.PrepareCloudsYAML(path, identity.PasswordCloud(url, identity.AdminUser, password, identity.AdminProject))
 	})

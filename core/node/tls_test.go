@@ -29,7 +29,10 @@ import (
 // it and a plain HTTP request are not.
 func TestHTTPSAPI(t *testing.T) {
 	pki := testenv.NewPKI(t)
-	n := testnode.Start(t, testnode.Options{API: fmt.Sprintf("  tls {\n    cert_file = %q\n    key_file  = %q\n  }", pki.CertFile, pki.KeyFile)})
+	// Without auth: the test node's client would log in over HTTPS
+	// without the test's CA.
+	n := testnode.Start(t, testnode.Options{API: fmt.Sprintf("  tls {\n    cert_file = %q\n    key_file  = %q\n  }", pki.CertFile, pki.KeyFile),
+		Extra: "auth { enabled = false }"})
 	if want := "https://" + n.Addr; n.URL != want {
 		t.Fatalf("node URL %q, want %q", n.URL, want)
 	}
@@ -88,16 +91,17 @@ func TestStoreTLS(t *testing.T) {
 
 // An embedded member exposed with client_url serves a second node that
 // presents a client certificate: the second node sees the first's
-// instances.
+// instances. (Auth is off: it is not what this tests, and only the first
+// node would write the admin's clouds.yaml.)
 func TestExposedEmbeddedSecondNode(t *testing.T) {
 	pki := testenv.NewPKI(t)
 	url := "https://" + freeAddr(t)
 	one := testnode.Start(t, testnode.Options{Name: "one", Store: fmt.Sprintf(
 		"embedded {\n    data_dir   = %q\n    client_url = %q\n  }\n  tls {\n    ca_file   = %q\n    cert_file = %q\n    key_file  = %q\n  }",
-		filepath.Join(t.TempDir(), "etcd"), url, pki.CAFile, pki.CertFile, pki.KeyFile)})
+		filepath.Join(t.TempDir(), "etcd"), url, pki.CAFile, pki.CertFile, pki.KeyFile), Extra: "auth { enabled = false }"})
 	two := testnode.Start(t, testnode.Options{Name: "two", Store: fmt.Sprintf(
 		"endpoints = [%q]\n  tls {\n    ca_file   = %q\n    cert_file = %q\n    key_file  = %q\n  }",
-		url, pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile)})
+		url, pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile), Extra: "auth { enabled = false }"})
 	id := createActive(t, one.Client, "shared")
 	in, err := two.Client.Instance(context.Background(), id)
 	if err != nil || in.Name != "shared" || in.Status != "ACTIVE" {
