@@ -21,12 +21,11 @@ import (
 func (c *Config) validateAPI(o Options) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	a := &c.API
-	if host, port, err := net.SplitHostPort(a.Listen); err != nil {
+	// A host name is allowed (it must resolve when bound: CheckListen).
+	if _, port, err := net.SplitHostPort(a.Listen); err != nil {
 		diags = append(diags, errAt(a.ListenRange, "Invalid listen address", fmt.Sprintf("%q is not host:port: %v.", a.Listen, err)))
 	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		diags = append(diags, errAt(a.ListenRange, "Invalid listen address", fmt.Sprintf("%q: the port must be a number from 0 to 65535, not %q.", a.Listen, port)))
-	} else if host != "" && net.ParseIP(host) == nil && host != "localhost" {
-		diags = append(diags, errAt(a.ListenRange, "Invalid listen address", fmt.Sprintf("%q: listen on an IP address (e.g. 127.0.0.1, 0.0.0.0, [::1]) or localhost, not the name %q.", a.Listen, host)))
 	}
 	if set(a.MaxLimitRange) {
 		atLeast("max_limit", a.MaxLimit, 1, a.MaxLimitRange, &diags)
