@@ -95,6 +95,12 @@ func Config(t testing.TB, opts Options) string {
 	if storeBlock == "" {
 		storeBlock = fmt.Sprintf("embedded { data_dir = %q }", filepath.Join(dir, "etcd"))
 	}
+	// One line unless opts.API adds to it: tests that edit the config
+	// (core/api/compat) look for this line.
+	apiBlock := `api { listen = "127.0.0.1:0" }`
+	if opts.API != "" {
+		apiBlock = "api {\n  listen = \"127.0.0.1:0\"\n" + opts.API + "\n}"
+	}
 	src := fmt.Sprintf(`
 node      = %q
 cache_dir = %q
@@ -104,10 +110,7 @@ store {
   prefix = "/lucid"
 }
 
-api {
-  listen = "127.0.0.1:0"
 %s
-}
 
 flavor "m1.tiny" {
   vcpus   = 1
@@ -145,7 +148,7 @@ policy "validate" {
   timeout  = "5s"
 %s}
 %s
-`, name, testenv.CacheDir(t), storeBlock, opts.API, testenv.Binary(t, plugin), opts.Driver, testenv.Wasm(t, module), validate, fallback, extra)
+`, name, testenv.CacheDir(t), storeBlock, apiBlock, testenv.Binary(t, plugin), opts.Driver, testenv.Wasm(t, module), validate, fallback, extra)
 	p := filepath.Join(dir, "config.hcl")
 	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
