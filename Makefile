@@ -1,11 +1,16 @@
 # Lucid build. `make run` builds everything and serves with config.hcl;
 # `make test` runs the whole suite, with the OpenStack clients'
-# compatibility suite (it installs their Debian packages when missing).
+# compatibility suite (it installs their Debian packages when missing),
+# then the endurance run (`make soak`).
 GO      ?= go
 BIN     := bin
 POLICIES := $(patsubst policies/%/,$(BIN)/policies/%.wasm,$(wildcard policies/*/))
 
-.PHONY: all build run test test-deps vet bench clean
+# The endurance run of make test (internal/soak): this many status changes
+# through lucid serve on a 64 MiB etcd quota.
+SOAK_CHANGES ?= 200000
+
+.PHONY: all build run test test-deps soak vet bench clean
 
 all: build
 
@@ -28,13 +33,17 @@ run: build
 test-deps:
 	bash .ci/debian-packages
 
-test: test-deps
+test: test-deps build
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	# Compile the test policies once, without the race detector (whose
 	# wazero compiler is many times slower), into the shared test cache.
 	$(GO) test -count=1 ./internal/testenv/warm
 	$(GO) test -race -count=1 ./...
+	$(BIN)/lucid bench soak --changes $(SOAK_CHANGES) --quota-mib 64
+
+soak: build
+	$(BIN)/lucid bench soak --changes $(SOAK_CHANGES) --quota-mib 64
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./...
