@@ -13,6 +13,10 @@ const (
 	DefaultCheckEvery  = time.Second
 )
 
+// pressedEvery is how often retention runs while more than half the quota
+// is in use.
+const pressedEvery = 5 * time.Second
+
 // Defragmenter shrinks a member's database file to the space in use. An
 // embedded member (*embedded.Member) is one; a cluster's members are the
 // operator's to defragment.
@@ -23,8 +27,9 @@ type Defragmenter interface {
 // MaintainerConfig says what a Maintainer does.
 type MaintainerConfig struct {
 	// Retention is applied by PruneHistory every RetainEvery (default a
-	// minute), sooner when the space in use grew by an eighth of the
-	// quota since the last pass, and at once when etcd is out of space.
+	// minute); sooner when the space in use grew by an eighth of the
+	// quota since the last pass; every 5s while more than half the quota
+	// is in use; and at once when etcd is out of space.
 	Retention   Retention
 	RetainEvery time.Duration
 	// CompactRevisions, if positive, has the Maintainer compact the store
@@ -34,12 +39,14 @@ type MaintainerConfig struct {
 	// compaction to etcd's own configuration (a cluster's operator).
 	CompactRevisions int64
 	CheckEvery       time.Duration
-	// Defragmenter, if set, is used when defragmenting pays: the free
-	// pages in the file are at least a quarter of the quota and at least
-	// half the file (the time it blocks the member's reads and writes
-	// grows with the data in use, so it must give back more than it
-	// copies), or the NOSPACE alarm is raised and defragmenting would
-	// bring the file below DisarmBelow. nil: never.
+	// Defragmenter, if set, is used when defragmenting pays: the file
+	// has grown to three quarters of the quota and a quarter of the quota
+	// in it is free pages; or the NOSPACE alarm is raised and
+	// defragmenting would bring the file below DisarmBelow. Below that
+	// the free pages are simply reused (etcd's quota counts the file, so
+	// only a file near the quota needs shrinking), and a defragmentation
+	// blocks the member's reads and writes for as long as it copies the
+	// data in use (see RATIONALE.md). nil: never.
 	Defragmenter Defragmenter
 	// DisarmNoSpace lets the Maintainer disarm etcd's NOSPACE alarm once
 	// it has reclaimed space and the database is below DisarmBelow of the
@@ -62,10 +69,10 @@ type Maintainer struct {
 	cfg MaintainerConfig
 	log *slog.Logger
 
-	round       sync.Mutex // serializes Round; guards the fields below
-	lastPass    time.Time  // last retention pass
-	inUseAtPass int64      // space in use after it
-	complained  time.Time  // last "still full" log line
+	round      sync.Mutex // serializes Round; guards the fields below
+	lastPass   time.Time  // last retention pass
+	inUseLow   int64      // the least space in use seen since
+	complained time.Time  // last "still full" log line
 
 	mu      sync.Mutex
 	alarmed bool // NOSPACE seen and not yet disarmed by us
@@ -155,7 +162,7 @@ func (m *Maintainer) Round(ctx context.Context) {
 	m.setSpace(sp)
 	if sp.NoSpace {
 		m.recover(ctx, sp)
-		m.inUseAtPass, m.lastPass = m.Stats().LastSpace.InUse, time.Now()
+		m.inUseLow, m.lastPass = m.Stats().LastSpace.InUse, time.Now()
 		return
 	}
 	m.mu.Lock()
@@ -166,10 +173,18 @@ func (m *Maintainer) Round(ctx context.Context) {
 			return
 		}
 	}
-	grown := sp.Quota > 0 && sp.InUse-m.inUseAtPass >= sp.Quota/8
-	if m.lastPass.IsZero() || grown || time.Since(m.lastPass) >= m.cfg.RetainEvery {
+	// Retention is due every RetainEvery, and sooner when history grows
+	// fast: once the space in use grew by an eighth of the quota over
+	// its low since the last pass (what a pass removes is freed only
+	// when compaction passes it, a little later), or while more than
+	// half the quota is in use, every pressedEvery.
+	m.inUseLow = min(m.inUseLow, sp.InUse)
+	since := time.Since(m.lastPass)
+	grown := sp.Quota > 0 && sp.InUse-m.inUseLow >= sp.Quota/8
+	pressed := sp.Quota > 0 && sp.InUse >= sp.Quota/2 && since >= pressedEvery
+	if m.lastPass.IsZero() || grown || pressed || since >= m.cfg.RetainEvery {
 		sp = m.prune(ctx)
-		m.inUseAtPass, m.lastPass = sp.InUse, time.Now()
+		m.inUseLow, m.lastPass = sp.InUse, time.Now()
 	}
 	m.defrag(ctx, sp, false)
 }
@@ -245,7 +260,7 @@ func (m *Maintainer) defrag(ctx context.Context, sp Space, urgent bool) {
 		return
 	}
 	free := sp.Size - sp.InUse
-	pays := free >= sp.Quota/4 && free >= sp.InUse
+	pays := sp.Size >= sp.Quota/4*3 && free >= sp.Quota/4
 	if urgent {
 		pays = free > 0 && float64(sp.InUse) < m.cfg.DisarmBelow*float64(sp.Quota)
 	}

@@ -164,3 +164,61 @@ func TestEmbeddedLogIsPrivate(t *testing.T) {
 		}
 	}
 }
+
+// Defragmenting blocks the member, so the Maintainer does it only when it
+// pays: the file near the quota with a quarter of the quota free in it.
+func TestMaintainerDefragmentsWhenItPays(t *testing.T) {
+	cases := []struct {
+		name    string
+		quota   int64
+		defrags int
+	}{
+		{"file near the quota", 8 << 20, 1},
+		{"file far below the quota", 32 << 20, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			m, err := embedded.Start(ctx, embedded.Config{DataDir: filepath.Join(t.TempDir(), "etcd"), FastElection: true, QuotaBytes: c.quota})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			s := store.New(m.Client(), "/lucid")
+			defer s.Close()
+			// 6.5 MiB of history of an instance deleted two hours ago.
+			history(t, s, "old", now.Add(-3*time.Hour), hoursAgo(3), at(now.Add(-2*time.Hour)))
+			for i := 0; ; i++ {
+				sp, err := s.Space(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sp.Size >= 13<<19 {
+					break
+				}
+				if err := s.PutRaw(ctx, fmt.Sprintf("history/old/%020d", 100+i), fmt.Sprintf(`{"schema":1,"to":"ACTIVE","message":%q}`, strings.Repeat("x", 64<<10))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mt := store.NewMaintainer(s, store.MaintainerConfig{Retention: store.Retention{DeletedTTL: time.Hour}, CompactRevisions: 10, Defragmenter: m})
+			mt.Round(ctx) // removes the history
+			live := create(t, s, "live")
+			for range 20 { // writes go on, so compaction passes the removal
+				st := live.State
+				if live, err = s.Commit(ctx, live, store.Change{ID: "live", State: &st, Transition: live.Transition}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mt.Round(ctx) // compacts, and defragments if it pays
+			st := mt.Stats()
+			if st.Pruned.Deleted != 1 || st.Compactions != 2 || st.Defrags != c.defrags {
+				t.Fatalf("deleted histories %d, compactions %d, defrags %d; want 1, 2, %d", st.Pruned.Deleted, st.Compactions, st.Defrags, c.defrags)
+			}
+			sp, _ := s.Space(ctx)
+			t.Logf("size %.1f MiB, in use %.1f MiB, quota %d MiB; defragmentation blocked %v", float64(sp.Size)/(1<<20), float64(sp.InUse)/(1<<20), c.quota>>20, st.DefragTime)
+			if shrunk := sp.Size < 2<<20; shrunk != (c.defrags == 1) {
+				t.Fatalf("file is %d bytes after the rounds; shrunk %v, want %v", sp.Size, shrunk, c.defrags == 1)
+			}
+		})
+	}
+}

@@ -40,6 +40,16 @@ func rate(ss []Sample, at, w time.Duration) float64 {
 	return float64(b.Changes-a.Changes) / (b.At - a.At).Seconds()
 }
 
+// cpuPerChange is lucid serve's CPU milliseconds per change between at
+// and at+w.
+func cpuPerChange(ss []Sample, at, w time.Duration) float64 {
+	a, b := changesAt(ss, at), changesAt(ss, at+w)
+	if b.Changes <= a.Changes || a.ServeCPU == 0 {
+		return 0
+	}
+	return float64((b.ServeCPU - a.ServeCPU).Microseconds()) / 1000 / float64(b.Changes-a.Changes)
+}
+
 func changesAt(ss []Sample, at time.Duration) Sample {
 	best := Sample{}
 	for _, s := range ss {
@@ -142,8 +152,9 @@ func (r *Result) check() {
 	w := window(r.Took)
 	first, lastRate := rate(r.Samples, 0, w), rate(r.Samples, r.Took-w, w)
 	add("throughput held", first > 0 && lastRate >= minThroughput*first,
-		"%.0f changes/s in the last %v, %.0f in the first: %.0f%% (at least %.0f%%)",
-		lastRate, w.Round(time.Second), first, 100*lastRate/max(first, 1), 100*minThroughput)
+		"%.0f changes/s in the last %v, %.0f in the first: %.0f%% (at least %.0f%%); lucid serve CPU per change %.2f ms then, %.2f ms first",
+		lastRate, w.Round(time.Second), first, 100*lastRate/max(first, 1), 100*minThroughput,
+		cpuPerChange(r.Samples, r.Took-w, w), cpuPerChange(r.Samples, 0, w))
 }
 
 func pct(from, to int64) float64 {
@@ -167,14 +178,17 @@ func (r *Result) Print(out io.Writer) {
 		per(r.ServeCPU), per(r.PluginCPU), per(r.SoakCPU))
 
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "TIME\tCHANGES\tRATE/S\tDB MiB\tIN USE MiB\tSERVE RSS MiB\tPLUGIN RSS MiB\t")
+	fmt.Fprintln(tw, "TIME\tCHANGES\tRATE/S\tSERVE CPU MS/CHANGE\tDB MiB\tIN USE MiB\tSERVE RSS MiB\tPLUGIN RSS MiB\t")
 	prev := Sample{}
 	for i, s := range curve(r.Samples, 24) {
-		rt := 0.0
+		rt, cpu := 0.0, 0.0
 		if i > 0 && s.At > prev.At {
 			rt = float64(s.Changes-prev.Changes) / (s.At - prev.At).Seconds()
 		}
-		fmt.Fprintf(tw, "%v\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", s.At.Round(time.Second), s.Changes, rt,
+		if i > 0 && s.Changes > prev.Changes {
+			cpu = float64((s.ServeCPU-prev.ServeCPU).Microseconds()) / 1000 / float64(s.Changes-prev.Changes)
+		}
+		fmt.Fprintf(tw, "%v\t%d\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", s.At.Round(time.Second), s.Changes, rt, cpu,
 			mib(s.DBSize), mib(s.DBInUse), mib(s.ServeRSS), mib(s.PluginRSS))
 		prev = s
 	}

@@ -127,6 +127,9 @@ type Sample struct {
 	// read).
 	ServeRSS, PluginRSS int64
 	PluginPID           int
+	// ServeCPU is the CPU time lucid serve used so far: CPU per change
+	// tells a server that got slower from one that got less CPU.
+	ServeCPU time.Duration
 }
 
 // Check is one claim of the run and whether it held.
@@ -248,7 +251,8 @@ func drive(ctx context.Context, cfg Config, srv *server) (*Result, error) {
 	start := time.Now()
 	sctx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan []Sample, 1)
-	go func() { sampled <- sample(sctx, cfg, srv, st, start, &done) }()
+	base := takeSample(ctx, srv, st, 0, 0) // the curve starts with the load
+	go func() { sampled <- append([]Sample{base}, sample(sctx, cfg, srv, st, start, &done)...) }()
 	loadErr := each(ws, func(w *worker) error { return w.run(ctx) })
 	res.Took = time.Since(start)
 	res.ServeCPU, res.SoakCPU = cpu(srv.pid())-serveCPU0, selfCPU()-soakCPU0
@@ -318,7 +322,7 @@ func takeSample(ctx context.Context, srv *server, st *store.Store, at time.Durat
 	if sp, err := st.Space(sctx); err == nil {
 		s.DBSize, s.DBInUse, s.NoSpace = sp.Size, sp.InUse, sp.NoSpace
 	}
-	s.ServeRSS = rss(srv.pid())
+	s.ServeRSS, s.ServeCPU = rss(srv.pid()), cpu(srv.pid())
 	if pid := srv.pluginPID(); pid != 0 {
 		s.PluginPID, s.PluginRSS = pid, rss(pid)
 	}

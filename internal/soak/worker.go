@@ -212,10 +212,16 @@ func (w *worker) create(ctx context.Context) error {
 
 var errGone = fmt.Errorf("instance gone")
 
+// firstPoll is how long an action is given before its instance is first
+// read: no action ends sooner (the node's executor must see it, call the
+// driver and write the outcome), so reading earlier only adds load.
+const firstPoll = 2 * time.Millisecond
+
 // wait polls the instance until no action is in flight, and returns it
 // then (errGone once it is deleted).
 func (w *worker) wait(ctx context.Context, id string) (client.Instance, error) {
 	deadline := time.Now().Add(waitLimit)
+	time.Sleep(firstPoll)
 	for {
 		var out struct {
 			Instance client.Instance `json:"instance"`
