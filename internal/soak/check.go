@@ -186,7 +186,7 @@ func (r *Result) Print(out io.Writer) {
 			rt = float64(s.Changes-prev.Changes) / (s.At - prev.At).Seconds()
 		}
 		if i > 0 && s.Changes > prev.Changes {
-			cpu = float64((s.ServeCPU-prev.ServeCPU).Microseconds()) / 1000 / float64(s.Changes-prev.Changes)
+			cpu = float64((s.ServeCPU - prev.ServeCPU).Microseconds()) / 1000 / float64(s.Changes-prev.Changes)
 		}
 		fmt.Fprintf(tw, "%v\t%d\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", s.At.Round(time.Second), s.Changes, rt, cpu,
 			mib(s.DBSize), mib(s.DBInUse), mib(s.ServeRSS), mib(s.PluginRSS))
