@@ -35,6 +35,7 @@ func benchSoakCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "max-records", Value: 100, Usage: "history max_records"},
 			&ucli.DurationFlag{Name: "deleted-ttl", Value: soakDeletedTTL, Usage: "history deleted_ttl"},
 			&ucli.IntFlag{Name: "compaction-revisions", Usage: "etcd compaction_revisions (default: the server's)"},
+			&ucli.DurationFlag{Name: "policy-timeout", Usage: "the validate policy's timeout (default: the server's, 100ms)"},
 			&ucli.StringFlag{Name: "plugin", Value: "bin/lucid-driver-fake", Usage: "the fake driver plugin"},
 			&ucli.StringFlag{Name: "policy", Value: "bin/policies/transitions.wasm", Usage: "the validate policy module"},
 			&ucli.StringFlag{Name: "dir", Usage: "directory for the server's config, data and log (default: a temporary one)"},
@@ -50,8 +51,8 @@ func benchSoakCommand() *ucli.Command {
 				Dir: c.String("dir"), CacheDir: c.String("cache-dir"),
 				Changes: c.Int64("changes"), Workers: c.Int("workers"), Pool: c.Int("pool"),
 				QuotaMiB: c.Int("quota-mib"), MaxRecords: c.Int("max-records"), DeletedTTL: c.Duration("deleted-ttl"),
-				CompactionRevisions: c.Int("compaction-revisions"),
-				Out:                 c.App.Writer,
+				CompactionRevisions: c.Int("compaction-revisions"), PolicyTimeout: c.Duration("policy-timeout"),
+				Out: c.App.Writer,
 			})
 			return err
 		},

@@ -34,6 +34,10 @@ func config(cfg Config) string {
 	if cfg.CompactionRevisions > 0 {
 		compaction = fmt.Sprintf("\n    compaction_revisions = %d", cfg.CompactionRevisions)
 	}
+	timeout := ""
+	if cfg.PolicyTimeout > 0 {
+		timeout = fmt.Sprintf("\n  timeout  = %q", cfg.PolicyTimeout.String())
+	}
 	cache := cfg.CacheDir
 	if cache == "" {
 		cache = filepath.Join(cfg.Dir, "wasm-cache")
@@ -66,7 +70,7 @@ driver "fake" {
 
 policy "validate" {
   module   = %q
-  settings = %s
+  settings = %s%s
 }
 
 history {
@@ -75,7 +79,7 @@ history {
 }
 
 reconciler { enabled = false }
-`, cache, cfg.QuotaMiB, compaction, cfg.Plugin, cfg.Policy, cfg.PolicySettings, cfg.MaxRecords, cfg.DeletedTTL.String())
+`, cache, cfg.QuotaMiB, compaction, cfg.Plugin, cfg.Policy, cfg.PolicySettings, timeout, cfg.MaxRecords, cfg.DeletedTTL.String())
 }
 
 // startServer writes the config and starts `lucid serve` on it, and

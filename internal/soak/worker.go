@@ -184,10 +184,25 @@ func (w *worker) replace(ctx context.Context, i int) error {
 	return nil
 }
 
+// createTries is how often a worker tries to create an instance before
+// it gives up: without its instances it cannot go on.
+const createTries = 3
+
 // create creates an instance, waits until it is ACTIVE and adds it to the
-// worker's. A failure here is an error: without its instances the worker
-// cannot go on.
+// worker's. Each failed try is a failure; after createTries it is an
+// error.
 func (w *worker) create(ctx context.Context) error {
+	var err error
+	for range createTries {
+		if err = w.tryCreate(ctx); err == nil || ctx.Err() != nil {
+			return err
+		}
+		w.fail.add("%v", err)
+	}
+	return fmt.Errorf("soak: worker %d: %w", w.n, err)
+}
+
+func (w *worker) tryCreate(ctx context.Context) error {
 	var out struct {
 		Server struct {
 			ID string `json:"id"`
@@ -195,16 +210,14 @@ func (w *worker) create(ctx context.Context) error {
 	}
 	body := fmt.Sprintf(`{"server":{"name":"soak-%d-%d","flavorRef":"m1.tiny","imageRef":"cirros"}}`, w.n, w.ops)
 	if err := w.call(ctx, "POST", "/v2.1/servers", body, http.StatusAccepted, &out); err != nil {
-		w.fail.add("create: %v", err)
-		return fmt.Errorf("soak: create: %w", err)
+		return fmt.Errorf("create: %w", err)
 	}
 	got, err := w.wait(ctx, out.Server.ID)
 	if err == nil && (got.Status != "ACTIVE" || got.Fault != nil) {
 		err = fmt.Errorf("ended %s (fault %+v), want ACTIVE", got.Status, got.Fault)
 	}
 	if err != nil {
-		w.fail.add("create %s: %v", out.Server.ID, err)
-		return fmt.Errorf("soak: create %s: %w", out.Server.ID, err)
+		return fmt.Errorf("create %s: %w", out.Server.ID, err)
 	}
 	w.insts = append(w.insts, &inst{id: out.Server.ID, status: "ACTIVE", changes: 2})
 	return nil
