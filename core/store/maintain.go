@@ -162,7 +162,7 @@ func (m *Maintainer) Round(ctx context.Context) {
 	m.setSpace(sp)
 	if sp.NoSpace {
 		m.recover(ctx, sp)
-		m.inUseLow, m.lastPass = m.Stats().LastSpace.InUse, time.Now()
+		m.inUseLow = m.Stats().LastSpace.InUse
 		return
 	}
 	m.mu.Lock()
@@ -290,9 +290,10 @@ func (m *Maintainer) defrag(ctx context.Context, sp Space, urgent bool) {
 }
 
 // recover wins space back after etcd raised NOSPACE: retention (deletes
-// still work), compaction, defragmentation; then, if allowed and the
-// database is back below DisarmBelow of the quota, it disarms the alarm.
-// While it cannot, it says so once a minute.
+// still work; at once, then every pressedEvery), compaction,
+// defragmentation; then, if allowed and the database is back below
+// DisarmBelow of the quota, it disarms the alarm. While it cannot, it says
+// so once a minute.
 func (m *Maintainer) recover(ctx context.Context, sp Space) {
 	m.mu.Lock()
 	raised := !m.alarmed
@@ -305,7 +306,10 @@ func (m *Maintainer) recover(ctx context.Context, sp Space) {
 		m.log.Error("store full: etcd raised its NOSPACE alarm and refuses writes; reclaiming space",
 			"size_mib", mib(sp.Size), "in_use_mib", mib(sp.InUse), "quota_mib", mib(sp.Quota))
 	}
-	m.prune(ctx)
+	if raised || time.Since(m.lastPass) >= pressedEvery {
+		m.prune(ctx)
+		m.lastPass = time.Now()
+	}
 	if now, err := m.s.Space(ctx); err == nil && m.cfg.CompactRevisions > 0 {
 		// Compact to the current revision, not CompactRevisions behind
 		// it: a record is freed only once the compaction passes its
