@@ -2,6 +2,8 @@ package cli
 
 import (
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -46,7 +48,11 @@ func benchSoakCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			_, err = soak.Run(c.Context, soak.Config{
+			// Interrupted, the run stops its load and still prints what
+			// it measured, then stops the server.
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			_, err = soak.Run(ctx, soak.Config{
 				Lucid: exe, Plugin: c.String("plugin"), Policy: c.String("policy"),
 				Dir: c.String("dir"), CacheDir: c.String("cache-dir"),
 				Changes: c.Int64("changes"), Workers: c.Int("workers"), Pool: c.Int("pool"),

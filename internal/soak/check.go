@@ -25,9 +25,9 @@ const (
 )
 
 // window is the span the throughput is compared over: the first and the
-// last minute, or a tenth of a shorter run.
-func window(took time.Duration) time.Duration {
-	return min(time.Minute, took/10)
+// last minute, or a tenth of a shorter run, but at least two samples.
+func window(took, sample time.Duration) time.Duration {
+	return max(min(time.Minute, took/10), 2*sample)
 }
 
 // rate is the changes per second between at and at+w, read off the
@@ -149,7 +149,7 @@ func (r *Result) check() {
 	add("plugin never restarted", len(pids) == 1, "%d plugin process(es) seen", len(pids))
 
 	// Throughput held.
-	w := window(r.Took)
+	w := window(r.Took, r.Config.Sample)
 	first, lastRate := rate(r.Samples, 0, w), rate(r.Samples, r.Took-w, w)
 	add("throughput held", first > 0 && lastRate >= minThroughput*first,
 		"%.0f changes/s in the last %v, %.0f in the first: %.0f%% (at least %.0f%%); lucid serve CPU per change %.2f ms then, %.2f ms first",

@@ -273,6 +273,9 @@ func drive(ctx context.Context, cfg Config, srv *server) (*Result, error) {
 		res.Calls += w.calls
 	}
 	res.Failed, res.Failures = failures.get()
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("soak: interrupted after %d of %d changes", res.Changes, cfg.Changes)
+	}
 	if loadErr != nil {
 		return res, loadErr
 	}

@@ -104,6 +104,14 @@ type worker struct {
 	calls  int64
 }
 
+// failed records a failure, unless the run was interrupted: then the call
+// failed because this process stopped it.
+func (w *worker) failed(ctx context.Context, format string, args ...any) {
+	if ctx.Err() == nil {
+		w.fail.add(format, args...)
+	}
+}
+
 func (w *worker) call(ctx context.Context, method, path, body string, want int, out any) error {
 	w.calls++
 	return w.api.do(ctx, method, path, body, want, out)
@@ -143,16 +151,16 @@ func (w *worker) run(ctx context.Context) error {
 // failure; the instance is then read again to go on from where it is.
 func (w *worker) act(ctx context.Context, in *inst, what, body, want string) error {
 	if err := w.call(ctx, "POST", "/v2.1/servers/"+in.id+"/action", body, http.StatusAccepted, nil); err != nil {
-		w.fail.add("%s %s: %v", what, in.id, err)
+		w.failed(ctx, "%s %s: %v", what, in.id, err)
 		return w.resync(ctx, in)
 	}
 	got, err := w.wait(ctx, in.id)
 	if err != nil {
-		w.fail.add("%s %s: %v", what, in.id, err)
+		w.failed(ctx, "%s %s: %v", what, in.id, err)
 		return w.resync(ctx, in)
 	}
 	if got.Status != want || got.Fault != nil {
-		w.fail.add("%s %s ended %s, want %s (fault %+v)", what, in.id, got.Status, want, got.Fault)
+		w.failed(ctx, "%s %s ended %s, want %s (fault %+v)", what, in.id, got.Status, want, got.Fault)
 		return w.resync(ctx, in)
 	}
 	in.status = want
@@ -166,11 +174,11 @@ func (w *worker) act(ctx context.Context, in *inst, what, body, want string) err
 func (w *worker) replace(ctx context.Context, i int) error {
 	in := w.insts[i]
 	if err := w.call(ctx, "DELETE", "/v2.1/servers/"+in.id, "", http.StatusNoContent, nil); err != nil {
-		w.fail.add("delete %s: %v", in.id, err)
+		w.failed(ctx, "delete %s: %v", in.id, err)
 		return w.resync(ctx, in)
 	}
 	if _, err := w.wait(ctx, in.id); err != errGone {
-		w.fail.add("delete %s: still there (%v)", in.id, err)
+		w.failed(ctx, "delete %s: still there (%v)", in.id, err)
 		return w.resync(ctx, in)
 	}
 	in.changes += 2
@@ -197,7 +205,7 @@ func (w *worker) create(ctx context.Context) error {
 		if err = w.tryCreate(ctx); err == nil || ctx.Err() != nil {
 			return err
 		}
-		w.fail.add("%v", err)
+		w.failed(ctx, "%v", err)
 	}
 	return fmt.Errorf("soak: worker %d: %w", w.n, err)
 }
@@ -296,7 +304,7 @@ func (w *worker) history(ctx context.Context, id string) ([]client.HistoryRecord
 func (w *worker) verifyOne(ctx context.Context, in *inst, status string) {
 	h, err := w.history(ctx, in.id)
 	if err != nil {
-		w.fail.add("history of %s: %v", in.id, err)
+		w.failed(ctx, "history of %s: %v", in.id, err)
 		return
 	}
 	if len(h) == 0 || h[len(h)-1].Seq != in.changes || h[len(h)-1].To != status {
@@ -304,7 +312,7 @@ func (w *worker) verifyOne(ctx context.Context, in *inst, status string) {
 		if len(h) > 0 {
 			last = h[len(h)-1]
 		}
-		w.fail.add("history of %s ends with seq %d (%s), want seq %d (%s): a change was lost or doubled",
+		w.failed(ctx, "history of %s ends with seq %d (%s), want seq %d (%s): a change was lost or doubled",
 			in.id, last.Seq, last.To, in.changes, status)
 	}
 }
