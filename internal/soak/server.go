@@ -269,12 +269,15 @@ type serveLog struct {
 func newServeLog() *serveLog { return &serveLog{readyCh: make(chan struct{})} }
 
 func (l *serveLog) line(line string) {
-	kv := parseLogLine(line)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.last = append(l.last, line); len(l.last) > 20 {
 		l.last = l.last[1:]
 	}
+	if strings.Contains(line, " level=INFO msg=http ") {
+		return // one per request: nothing to count
+	}
+	kv := parseLogLine(line)
 	msg := kv["msg"]
 	if kv["level"] == "ERROR" {
 		l.st.Errors++
