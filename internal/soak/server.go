@@ -27,7 +27,7 @@ type server struct {
 
 // config is the server's config.hcl: one node on an embedded etcd with
 // the soak's quota and retention, the fake driver without delays, the
-// validate policy, no reconciler. Ports are chosen by the server and read
+// validate policy, no reconciler, no authentication. Ports are chosen by the server and read
 // from its "lucid ready" line.
 func config(cfg Config) string {
 	compaction := ""
@@ -79,6 +79,10 @@ history {
 }
 
 reconciler { enabled = false }
+
+# The load is the status changes; it does not log in (the API is on
+# loopback only).
+auth { enabled = false }
 `, cache, cfg.QuotaMiB, compaction, cfg.Plugin, cfg.Policy, cfg.PolicySettings, timeout, cfg.MaxRecords, cfg.DeletedTTL.String())
 }
 
