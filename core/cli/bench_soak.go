@@ -27,7 +27,8 @@ func benchSoakCommand() *ucli.Command {
 			"changes through the API with --workers clients (stop and start on a pool of instances, now and\n" +
 			"then a delete and a create), samples the server every second and checks: no call that should\n" +
 			"pass failed, etcd's database stayed bounded, the resident memory of lucid serve and of the plugin\n" +
-			"stayed flat after warm-up, and throughput at the end held at 90% of the start. It prints the\n" +
+			"stayed flat after warm-up, and throughput in the last minute held at 90% of the first minute after\n" +
+			"warm-up (a tenth of the run, at most two minutes; a tenth of the run for both in a short one). It prints the\n" +
 			"curve and a summary, and keeps --dir (config, data, serve.log) when given or when a check failed.",
 		Flags: []ucli.Flag{
 			&ucli.Int64Flag{Name: "changes", Value: 200_000, Usage: "status changes to drive"},

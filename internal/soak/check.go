@@ -24,10 +24,22 @@ const (
 	dbGrowth = 0.10
 )
 
-// window is the span the throughput is compared over: the first and the
-// last minute, or a tenth of a shorter run, but at least two samples.
+// window is the span the throughput is compared over: the first minute
+// after warm-up and the last minute, or a tenth of a shorter run, but at
+// least two samples.
 func window(took, sample time.Duration) time.Duration {
 	return max(min(time.Minute, took/10), 2*sample)
+}
+
+// warmup is how long the start of a run is left out of the throughput
+// comparison: a tenth of the run, at most two minutes. A fresh server's
+// first changes are cheaper than its steady ones (measured: 0.81 ms of
+// CPU per change in the first 24 s of a 200,000-change run, 0.9-1.1 ms
+// from then on, flat for the rest of a 2,000,000-change run): its
+// database is small, and compaction and retention have nothing to do yet.
+// That is growing into steady state, not slowing down.
+func warmup(took time.Duration) time.Duration {
+	return min(took/10, 2*time.Minute)
 }
 
 // rate is the changes per second between at and at+w, read off the
@@ -149,12 +161,12 @@ func (r *Result) check() {
 	add("plugin never restarted", len(pids) == 1, "%d plugin process(es) seen", len(pids))
 
 	// Throughput held.
-	w := window(r.Took, r.Config.Sample)
-	first, lastRate := rate(r.Samples, 0, w), rate(r.Samples, r.Took-w, w)
+	w, wu := window(r.Took, r.Config.Sample), warmup(r.Took)
+	first, lastRate := rate(r.Samples, wu, w), rate(r.Samples, r.Took-w, w)
 	add("throughput held", first > 0 && lastRate >= minThroughput*first,
-		"%.0f changes/s in the last %v, %.0f in the first: %.0f%% (at least %.0f%%); lucid serve CPU per change %.2f ms then, %.2f ms first",
-		lastRate, w.Round(time.Second), first, 100*lastRate/max(first, 1), 100*minThroughput,
-		cpuPerChange(r.Samples, r.Took-w, w), cpuPerChange(r.Samples, 0, w))
+		"%.0f changes/s in the last %v, %.0f in the first after %v of warm-up: %.0f%% (at least %.0f%%); lucid serve CPU per change %.2f ms then, %.2f ms first (%.2f ms during warm-up)",
+		lastRate, w.Round(time.Second), first, wu.Round(time.Second), 100*lastRate/max(first, 1), 100*minThroughput,
+		cpuPerChange(r.Samples, r.Took-w, w), cpuPerChange(r.Samples, wu, w), cpuPerChange(r.Samples, 0, wu))
 }
 
 func pct(from, to int64) float64 {

@@ -104,6 +104,20 @@ func TestChecks(t *testing.T) {
 				s.Changes = 90_000 + int64(i-90)*800
 			}
 		}), []string{"throughput held"}},
+		{"fast while warming up", steady(func(i int, s *Sample) {
+			if i <= 10 {
+				s.Changes = int64(i) * 1300
+			} else {
+				s.Changes = 13_000 + int64(i-10)*1000
+			}
+		}), nil},
+		{"slower at the end than after warm-up", steady(func(i int, s *Sample) {
+			if i > 10 && i <= 20 {
+				s.Changes = 10_000 + int64(i-10)*1200
+			} else if i > 20 {
+				s.Changes = 22_000 + int64(i-20)*1000
+			}
+		}), []string{"throughput held"}},
 		{"slows down a little", steady(func(i int, s *Sample) {
 			if i > 90 {
 				s.Changes = 90_000 + int64(i-90)*950

@@ -5,8 +5,9 @@
 // or rots: no call that should pass fails, the etcd database stays
 // bounded, the resident memory of the server and of its driver plugin is
 // flat after warm-up, and throughput at the end holds up against the
-// start. Each check is a row of the summary it prints; Run fails with the
-// reasons when any does not hold.
+// start (after warm-up: see warmup in check.go). Each check is a row of
+// the summary it prints; Run fails with the reasons when any does not
+// hold.
 //
 // The load is the status changes of ordinary use, each waited for to its
 // end: stop and start on a pool of instances, each worker owning its own
