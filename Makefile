@@ -1,6 +1,7 @@
 # Lucid build. `make run` builds everything and serves with config.hcl;
 # `make test` runs the whole suite, with the OpenStack clients'
-# compatibility suite (it installs their Debian packages when missing).
+# compatibility suite (it installs their Debian packages when missing),
+# then the endurance run (`make soak`).
 GO      ?= go
 BIN     := bin
 POLICIES := $(patsubst policies/%/,$(BIN)/policies/%.wasm,$(wildcard policies/*/))
@@ -14,7 +15,14 @@ POLICIES := $(patsubst policies/%/,$(BIN)/policies/%.wasm,$(wildcard policies/*/
 FUZZTIME     ?= 4s
 FUZZMINIMIZE ?= 1s
 
-.PHONY: all build run test test-deps fuzz vet bench clean
+# The endurance run of make test (internal/soak): this many status changes
+# through lucid serve on a 64 MiB etcd quota. It checks growth and rot, not
+# latency: its policy calls may take 1s, because on a busy 2-core machine
+# a few calls in 200,000 miss the default 100ms and are refused.
+SOAK_CHANGES ?= 200000
+SOAK = $(BIN)/lucid bench soak --changes $(SOAK_CHANGES) --quota-mib 64 --policy-timeout 1s
+
+.PHONY: all build run test test-deps fuzz soak vet bench clean
 
 all: build
 
@@ -37,7 +45,7 @@ run: build
 test-deps:
 	bash .ci/debian-packages
 
-test: test-deps
+test: test-deps build
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	# Compile the test policies once, without the race detector (whose
@@ -45,6 +53,7 @@ test: test-deps
 	$(GO) test -count=1 ./internal/testenv/warm
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz
+	$(SOAK)
 
 fuzz:
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' core sdk plugins policies internal); do \
@@ -53,6 +62,9 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./$$(dirname $$f); \
 	  done; \
 	done
+
+soak: build
+	$(SOAK)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./...

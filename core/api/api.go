@@ -390,6 +390,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		code, kind = http.StatusUnsupportedMediaType, "badMediaType"
 	case errors.Is(err, errTooLarge):
 		code, kind = http.StatusRequestEntityTooLarge, "overLimit"
+	case errors.Is(err, store.ErrNoSpace):
+		code, kind = http.StatusServiceUnavailable, "serviceUnavailable"
+		s.logger.Error("api: store full; write refused", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
 	}
 	msg := err.Error()
 	if code == http.StatusInternalServerError {

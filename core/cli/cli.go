@@ -49,6 +49,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				},
 			},
 			{
+				Name:        "bench",
+				Usage:       "measure a running Lucid",
+				Subcommands: []*ucli.Command{benchSoakCommand()},
+			},
+			{
 				Name:        "flavor",
 				Usage:       "the flavor catalog",
 				Subcommands: []*ucli.Command{flavorListCommand()},

@@ -152,11 +152,19 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	return n, nil
 }
 
-// openStore starts the embedded member or connects to the cluster.
+// openStore starts the embedded member or connects to the cluster, then
+// starts the store's maintenance (history retention everywhere; on an
+// embedded member also compaction, defragmentation and NOSPACE recovery).
 func (n *Node) openStore(ctx context.Context) error {
 	cfg := n.Config
+	var mc store.MaintainerConfig
 	if e := cfg.Store.Embedded; e != nil {
-		ec := embedded.Config{DataDir: e.DataDir, ClientURL: e.ClientURL, FastElection: true}
+		revs := int64(e.CompactionRevisions)
+		if revs == 0 {
+			revs = embedded.DefaultCompactionRevisions
+		}
+		ec := embedded.Config{DataDir: e.DataDir, ClientURL: e.ClientURL, FastElection: true,
+			QuotaBytes: int64(e.QuotaMiB) << 20, CompactionRevisions: revs}
 		if t := cfg.Store.TLS; t != nil {
 			ec.TLS = &embedded.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
 		}
@@ -171,6 +179,7 @@ func (n *Node) openStore(ctx context.Context) error {
 		n.closers = append(n.closers, func(context.Context) error { m.Close(); return nil })
 		n.EtcdURL = m.ClientURL()
 		n.Store = store.New(m.Client(), cfg.Store.Prefix)
+		mc = store.MaintainerConfig{CompactRevisions: revs, Defragmenter: m, DisarmNoSpace: true}
 	} else {
 		sc := store.Config{Endpoints: cfg.Store.Endpoints, Prefix: cfg.Store.Prefix}
 		if t := cfg.Store.TLS; t != nil {
@@ -187,6 +196,19 @@ func (n *Node) openStore(ctx context.Context) error {
 		n.Store = st
 	}
 	n.closers = append(n.closers, func(context.Context) error { return n.Store.Close() })
+	mc.Retention = store.Retention{MaxRecords: cfg.History.MaxRecords, MaxAge: cfg.History.MaxAge, DeletedTTL: cfg.History.DeletedTTL}
+	mc.Logger = n.logger.With("component", "store")
+	mt := store.NewMaintainer(n.Store, mc)
+	// One round now: a store that filled up is reclaimed before this
+	// node registers (etcd refuses the lease while it is full).
+	mt.Round(ctx)
+	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		mt.Run(mctx)
+	}()
+	n.closers = append(n.closers, func(context.Context) error { cancel(); <-done; return nil })
 	return nil
 }
 

@@ -1,10 +1,48 @@
 package store
 
-import "context"
+import (
+	"context"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
 
 // PutRaw writes value at key (relative to the prefix) behind Lucid's back,
 // so tests can plant what Lucid itself never writes: garbage, old schemas.
 func (s *Store) PutRaw(ctx context.Context, key, value string) error {
 	_, err := s.cli.Put(ctx, s.key(key), value)
+	return err
+}
+
+// HistorySeqs returns the sequence numbers of id's history records as
+// stored (keys, not values), so retention tests see exactly what is left.
+func (s *Store) HistorySeqs(ctx context.Context, id string) ([]int64, error) {
+	resp, err := s.cli.Get(ctx, s.historyPrefix(id), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	var out []int64
+	for _, kv := range resp.Kvs {
+		seq, ok := s.historySeq(id, kv.Key)
+		if !ok {
+			return nil, fmt.Errorf("bad history key %s", kv.Key)
+		}
+		out = append(out, seq)
+	}
+	return out, nil
+}
+
+// Indexed reports whether deleted/<id> exists.
+func (s *Store) Indexed(ctx context.Context, id string) (bool, error) {
+	resp, err := s.cli.Get(ctx, s.deletedKey(id), clientv3.WithCountOnly())
+	if err != nil {
+		return false, err
+	}
+	return resp.Count == 1, nil
+}
+
+// DeleteRaw removes key (relative to the prefix) behind Lucid's back.
+func (s *Store) DeleteRaw(ctx context.Context, key string) error {
+	_, err := s.cli.Delete(ctx, s.key(key))
 	return err
 }

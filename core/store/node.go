@@ -62,14 +62,14 @@ func (s *Store) Register(ctx context.Context, info NodeInfo, ttl time.Duration) 
 	secs := max(int64((ttl+time.Second-1)/time.Second), 1)
 	lease, err := s.cli.Grant(ctx, secs)
 	if err != nil {
-		return nil, fmt.Errorf("store: lease for node %s: %w", info.Name, err)
+		return nil, etcdErr("lease for node "+info.Name, err)
 	}
 	b, err := json.Marshal(info)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := s.cli.Put(ctx, s.key("nodes", info.Name), string(b), clientv3.WithLease(lease.ID)); err != nil {
-		return nil, fmt.Errorf("store: register node %s: %w", info.Name, err)
+		return nil, etcdErr("register node "+info.Name, err)
 	}
 	kctx, cancel := context.WithCancel(context.Background())
 	ka, err := s.cli.KeepAlive(kctx, lease.ID)
@@ -169,7 +169,12 @@ func (s *Store) Adopt(ctx context.Context, rec Record, node string, now time.Tim
 		clientv3.OpGet(tk, clientv3.WithKeysOnly()), clientv3.OpGet(sk, clientv3.WithKeysOnly()),
 	).Commit()
 	if err != nil {
-		return Record{}, fmt.Errorf("store: adopt %s: %w", rec.State.ID, err)
+		// The write that crosses the quota is applied, then refused.
+		landed, lerr := s.landed(ctx, []put{{tk, string(tb)}, {sk, string(sb)}})
+		if !isNoSpace(err) || lerr != nil || landed == 0 {
+			return Record{}, etcdErr("adopt "+rec.State.ID, err)
+		}
+		return Record{State: st, Transition: &t, StateRev: landed, TransitionRev: landed}, nil
 	}
 	if !resp.Succeeded {
 		tkv, skv := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs

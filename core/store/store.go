@@ -7,6 +7,7 @@
 //	instances/<id>/state       settled truth (instance.State)
 //	instances/<id>/transition  the action in flight, if any (instance.Transition)
 //	history/<id>/<seq>         one record per status change, kept after delete
+//	deleted/<id>               when a deleted instance went (retention's index)
 //	nodes/<node>               lease-bound node registration (NodeInfo)
 //	quota/<project>            the project's usage (Usage), changed with its instances
 //	identity/users/<name>      users Lucid created (the first start's admin)
@@ -118,6 +119,7 @@ func (s *Store) key(parts ...string) string {
 func (s *Store) stateKey(id string) string      { return s.key("instances", id, "state") }
 func (s *Store) transitionKey(id string) string { return s.key("instances", id, "transition") }
 func (s *Store) historyPrefix(id string) string { return s.key("history", id) + "/" }
+func (s *Store) deletedKey(id string) string    { return s.key("deleted", id) }
 func (s *Store) historyKey(id string, seq int64) string {
 	return fmt.Sprintf("%s%020d", s.historyPrefix(id), seq)
 }
@@ -247,7 +249,9 @@ type Change struct {
 // is a *QuotaError). The history record's sequence number is allocated here from
 // base.State.HistorySeq. Losing the compare is ErrStale. Pass a zero base
 // to create an instance (both keys must be absent). An unreadable base is
-// refused: this Lucid never writes over what it cannot read.
+// refused: this Lucid never writes over what it cannot read. A change
+// that deletes the instance also writes deleted/<id>, for retention
+// (PruneHistory). When etcd is out of space the error wraps ErrNoSpace.
 func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, error) {
 	if ch.ID == "" {
 		return Record{}, fmt.Errorf("store: commit without an instance id")
@@ -259,7 +263,8 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 	if ch.History != nil {
 		seq++
 	}
-	ops := make([]clientv3.Op, 0, 3)
+	ops := make([]clientv3.Op, 0, 4)
+	var puts []put // what the transaction writes, to tell whether it landed
 	var next Record
 	if ch.State != nil {
 		st := *ch.State
@@ -270,6 +275,7 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 			return Record{}, fmt.Errorf("store: encode state: %w", err)
 		}
 		ops = append(ops, clientv3.OpPut(s.stateKey(ch.ID), string(b)))
+		puts = append(puts, put{s.stateKey(ch.ID), string(b)})
 		next.State = st
 	} else {
 		ops = append(ops, clientv3.OpDelete(s.stateKey(ch.ID)))
@@ -282,6 +288,7 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 			return Record{}, fmt.Errorf("store: encode transition: %w", err)
 		}
 		ops = append(ops, clientv3.OpPut(s.transitionKey(ch.ID), string(b)))
+		puts = append(puts, put{s.transitionKey(ch.ID), string(b)})
 		next.Transition = &t
 	} else if base.TransitionRev != 0 {
 		ops = append(ops, clientv3.OpDelete(s.transitionKey(ch.ID)))
@@ -294,6 +301,19 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 			return Record{}, fmt.Errorf("store: encode history: %w", err)
 		}
 		ops = append(ops, clientv3.OpPut(s.historyKey(ch.ID, seq), string(hb)))
+		// A history key is written once (its seq is allocated under the
+		// guard) and never changed, so it alone proves the write landed,
+		// even after others changed the state.
+		puts = []put{{s.historyKey(ch.ID, seq), string(hb)}}
+		if ch.State == nil {
+			// Remember when the instance went, so retention can remove
+			// its history deleted_ttl later without reading it.
+			mb, err := json.Marshal(deletion{At: h.At, Seq: seq})
+			if err != nil {
+				return Record{}, fmt.Errorf("store: encode deletion: %w", err)
+			}
+			ops = append(ops, clientv3.OpPut(s.deletedKey(ch.ID), string(mb)))
+		}
 	} else if ch.State == nil {
 		return Record{}, fmt.Errorf("store: commit %s: deleting an instance is a status change and needs a history record", ch.ID)
 	}
@@ -307,16 +327,25 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 		clientv3.Compare(clientv3.ModRevision(s.stateKey(ch.ID)), "=", base.StateRev),
 		clientv3.Compare(clientv3.ModRevision(s.transitionKey(ch.ID)), "=", base.TransitionRev),
 	}, ops, uc)
-	if errors.Is(err, ErrQuota) {
+	var rev int64
+	switch {
+	case errors.Is(err, ErrQuota):
 		return Record{}, err
-	}
-	if err != nil {
-		return Record{}, fmt.Errorf("store: commit %s: %w", ch.ID, err)
-	}
-	if !resp.Succeeded {
+	case err == nil && !resp.Succeeded:
 		return Record{}, fmt.Errorf("%w: instance %s", ErrStale, ch.ID)
+	case err == nil:
+		rev = resp.Header.Revision
+	case isNoSpace(err):
+		// etcd applies the write that crosses the quota and only then
+		// answers NOSPACE: find out whether this one was it.
+		landed, lerr := s.landed(ctx, puts)
+		if lerr != nil || landed == 0 {
+			return Record{}, etcdErr("commit "+ch.ID, err)
+		}
+		rev = landed
+	default:
+		return Record{}, etcdErr("commit "+ch.ID, err)
 	}
-	rev := resp.Header.Revision
 	if ch.State != nil {
 		next.StateRev = rev
 	} else {
@@ -326,6 +355,38 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 		next.TransitionRev = rev
 	}
 	return next, nil
+}
+
+// put is one key a transaction writes, and its value.
+type put struct{ key, value string }
+
+// landed returns the revision at which a transaction that wrote puts was
+// applied, or 0 if it was not (or was overwritten since): every key must
+// hold exactly its value, all written at one revision. etcd applies the
+// writes that cross the quota before its NOSPACE alarm is in force, and
+// answers them NOSPACE all the same; after that error this tells a write
+// that happened from one that did not.
+func (s *Store) landed(ctx context.Context, puts []put) (int64, error) {
+	if len(puts) == 0 {
+		return 0, nil
+	}
+	gets := make([]clientv3.Op, len(puts))
+	for i, p := range puts {
+		gets[i] = clientv3.OpGet(p.key)
+	}
+	resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
+	if err != nil {
+		return 0, err
+	}
+	var rev int64
+	for i, r := range resp.Responses {
+		kvs := r.GetResponseRange().Kvs
+		if len(kvs) != 1 || string(kvs[0].Value) != puts[i].value || i > 0 && kvs[0].ModRevision != rev {
+			return 0, nil
+		}
+		rev = kvs[0].ModRevision
+	}
+	return rev, nil
 }
 
 // History returns an instance's status changes in order. It outlives the

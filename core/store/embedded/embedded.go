@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,12 +39,36 @@ type Config struct {
 	// elects itself in ~65 ms instead of ~0.7 s. Fine for one member; do
 	// not use for a cluster across machines.
 	FastElection bool
-	// LogFile receives etcd's own log; default <DataDir>.log.
+	// LogFile receives etcd's own log; default <DataDir>.log. It is
+	// created (or narrowed to) mode 0600: etcd logs keys and request
+	// details.
 	LogFile string
-	// CompactionRetention is how much revision history the member keeps;
-	// without it etcd never compacts. Default "1h".
-	CompactionRetention string
+	// QuotaBytes is etcd's backend quota (quota-backend-bytes): when the
+	// database file reaches it, etcd raises its NOSPACE alarm and refuses
+	// every write that adds data (store.ErrNoSpace) until space is
+	// reclaimed and the alarm disarmed (store.Maintainer does both). Zero
+	// means DefaultQuotaBytes; etcd itself refuses less than 0 and warns
+	// above 8 GiB.
+	QuotaBytes int64
+	// CompactionRevisions turns on etcd's own revision compactor, keeping
+	// this many revisions. etcd runs it every five minutes, a fixed
+	// interval (see RATIONALE.md in core/store: at full write rate that
+	// is far too seldom for a small quota, so store.Maintainer compacts
+	// every second too); here it is the backstop for a member whose
+	// owner runs no Maintainer. Zero means DefaultCompactionRevisions.
+	CompactionRevisions int64
 }
+
+// DefaultQuotaBytes is the backend quota when Config.QuotaBytes is zero:
+// etcd's own default, 2 GiB.
+const DefaultQuotaBytes = 2 << 30
+
+// DefaultCompactionRevisions is how many revisions the member keeps when
+// Config.CompactionRevisions is zero: about three seconds of writes at
+// the full rate measured on a 2-core machine (~3,400 status changes/s,
+// one revision each), enough for a watcher that falls a little behind to
+// resume without re-listing, and about 12 MiB of superseded values.
+const DefaultCompactionRevisions = 10_000
 
 // Member is a running in-process etcd member.
 type Member struct {
@@ -60,9 +85,20 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 	// etcd logs through zap in its own format; keep it out of Lucid's
 	// output, in a file beside the data directory.
 	ec.LogLevel = "warn"
-	ec.LogOutputs = []string{cfg.LogFile}
-	if cfg.LogFile == "" {
-		ec.LogOutputs = []string{strings.TrimRight(cfg.DataDir, "/") + ".log"}
+	logFile := cfg.LogFile
+	if logFile == "" {
+		logFile = strings.TrimRight(cfg.DataDir, "/") + ".log"
+	}
+	ec.LogOutputs = []string{logFile}
+	if cfg.QuotaBytes < 0 {
+		return nil, fmt.Errorf("embedded etcd: quota %d bytes is negative", cfg.QuotaBytes)
+	}
+	if cfg.CompactionRevisions < 0 {
+		return nil, fmt.Errorf("embedded etcd: compaction revisions %d is negative", cfg.CompactionRevisions)
+	}
+	ec.QuotaBackendBytes = cfg.QuotaBytes
+	if ec.QuotaBackendBytes == 0 {
+		ec.QuotaBackendBytes = DefaultQuotaBytes
 	}
 	dir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
@@ -101,13 +137,14 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 		ec.TickMs = 10
 		ec.ElectionMs = 100
 	}
-	ec.AutoCompactionMode = embed.CompactorModePeriodic
-	ec.AutoCompactionRetention = cfg.CompactionRetention
-	if ec.AutoCompactionRetention == "" {
-		ec.AutoCompactionRetention = "1h"
+	revs := cfg.CompactionRevisions
+	if revs == 0 {
+		revs = DefaultCompactionRevisions
 	}
-	if err := os.MkdirAll(filepath.Dir(ec.LogOutputs[0]), 0o700); err != nil {
-		return nil, fmt.Errorf("embedded etcd: %w", err)
+	ec.AutoCompactionMode = embed.CompactorModeRevision
+	ec.AutoCompactionRetention = strconv.FormatInt(revs, 10)
+	if err := privateLog(logFile); err != nil {
+		return nil, err
 	}
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
@@ -128,6 +165,23 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: not ready after 60s")
 	}
+}
+
+// privateLog creates the log file 0600 before etcd opens it (etcd would
+// create it 0644, and it logs keys), or narrows an existing one to 0600.
+func privateLog(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("embedded etcd: log directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("embedded etcd: log file: %w", err)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return fmt.Errorf("embedded etcd: log file: %w", err)
+	}
+	return nil
 }
 
 // ClientURL is the address etcd clients of this user outside this
@@ -155,6 +209,22 @@ func (m *Member) ClientURLs() []string {
 // Closing the client does not stop the member.
 func (m *Member) Client() *clientv3.Client {
 	return v3client.New(m.etcd.Server)
+}
+
+// Defragment rewrites the member's database file without its free pages,
+// shrinking the file (which is what the quota counts) to the size in use.
+// It blocks every read and write of the member while it runs (see
+// RATIONALE.md in core/store for how long), and ctx cannot interrupt it
+// once started. etcd's maintenance RPC does the same but cannot be called
+// through the in-process client.
+func (m *Member) Defragment(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := m.etcd.Server.Defragment(); err != nil {
+		return fmt.Errorf("embedded etcd: defragment: %w", err)
+	}
+	return nil
 }
 
 // Close stops the member and waits for it.
