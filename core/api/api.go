@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,6 +84,9 @@ type Options struct {
 	// entries (flavors and images have none of their own); the zero value
 	// means the time New was called, i.e. when the node loaded its config.
 	CatalogTime time.Time
+	// RateLimit bounds each client's changing requests (429 beyond it);
+	// the zero value is off. See RateLimit.
+	RateLimit RateLimit
 }
 
 // Server is the HTTP handler.
@@ -98,12 +102,13 @@ type Server struct {
 	user          string
 	maxLimit      int
 	catalogTime   time.Time
+	limiter       *limiter // nil: no rate limit
 }
 
 // New returns the API handler.
 func New(lc Lifecycle, opts Options) *Server {
 	s := &Server{lc: lc, auth: opts.Auth, quotas: opts.Quotas, metricsPublic: opts.MetricsPublic, metrics: opts.Metrics, logger: opts.Logger, mux: http.NewServeMux(), project: opts.Project, user: opts.User,
-		maxLimit: opts.MaxLimit, catalogTime: opts.CatalogTime}
+		maxLimit: opts.MaxLimit, catalogTime: opts.CatalogTime, limiter: newLimiter(opts.RateLimit)}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -234,6 +239,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, route := s.mux.Handler(r)
+	// After authentication, which names the user the limit is kept for;
+	// before the handler, so a refused request costs no more than that.
+	if err := s.throttle(r); err != nil {
+		s.writeError(sw, r, err)
+		s.logAccess(r, sw.code, start, rid)
+		s.metrics.Request(route, sw.code, time.Since(start))
+		return
+	}
 	s.mux.ServeHTTP(sw, r)
 	s.logAccess(r, sw.code, start, rid)
 	s.metrics.Request(route, sw.code, time.Since(start))
@@ -362,10 +375,12 @@ func (e *methodError) Is(target error) bool { return target == errMethodNotAllow
 // writeError is the one place errors become HTTP: status code and Nova's
 // {"<kind>": {"code": ..., "message": ...}} body, with Nova's kind names
 // (Keystone's {"error": {"code", "message", "title"}} under /identity). A
-// 401 says where to get a token (WWW-Authenticate).
+// 401 says where to get a token (WWW-Authenticate); a 429 says when to
+// come back (Retry-After, in whole seconds, and Nova's retryAfter).
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code, kind := http.StatusInternalServerError, "computeFault"
 	var me *methodError
+	var re *rateError
 	switch {
 	case errors.Is(err, errUnauthorized):
 		code, kind = http.StatusUnauthorized, "unauthorized"
@@ -390,6 +405,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		code, kind = http.StatusUnsupportedMediaType, "badMediaType"
 	case errors.Is(err, errTooLarge):
 		code, kind = http.StatusRequestEntityTooLarge, "overLimit"
+	case errors.As(err, &re):
+		code, kind = http.StatusTooManyRequests, "overLimit"
+		w.Header().Set("Retry-After", strconv.Itoa(re.retryAfter))
 	case errors.Is(err, store.ErrNoSpace):
 		code, kind = http.StatusServiceUnavailable, "serviceUnavailable"
 		s.logger.Error("api: store full; write refused", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
@@ -407,7 +425,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, code, map[string]any{"error": map[string]any{"code": code, "message": msg, "title": http.StatusText(code)}})
 		return
 	}
-	writeJSON(w, code, map[string]any{kind: map[string]any{"code": code, "message": msg}})
+	body := map[string]any{"code": code, "message": msg}
+	if re != nil {
+		body["retryAfter"] = strconv.Itoa(re.retryAfter) // a string, as in Nova
+	}
+	writeJSON(w, code, map[string]any{kind: body})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

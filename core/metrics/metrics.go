@@ -30,6 +30,7 @@ type Set struct {
 	statusChanges  *prometheus.CounterVec
 	apiRequests    *prometheus.CounterVec
 	apiSeconds     *prometheus.HistogramVec
+	apiThrottled   *prometheus.CounterVec
 	driverCalls    *prometheus.CounterVec
 	driverSeconds  *prometheus.HistogramVec
 }
@@ -62,6 +63,8 @@ func New() *Set {
 		Help: "API requests, by route and status code."}, []string{"route", "code"})).(*prometheus.CounterVec)
 	s.apiSeconds = f(prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "lucid_api_request_seconds",
 		Help: "API request duration, by route.", Buckets: prometheus.ExponentialBuckets(0.0002, 4, 9)}, []string{"route"})).(*prometheus.HistogramVec)
+	s.apiThrottled = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lucid_api_throttled_total",
+		Help: "API requests refused with 429 by the rate limit, by what the limit was kept for (user, address)."}, []string{"by"})).(*prometheus.CounterVec)
 	s.driverCalls = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lucid_driver_calls_total",
 		Help: "Driver calls, by driver, operation and result (ok, error, unavailable)."}, []string{"driver", "op", "result"})).(*prometheus.CounterVec)
 	s.driverSeconds = f(prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "lucid_driver_call_seconds",
@@ -138,6 +141,14 @@ func (s *Set) Request(route string, code int, took time.Duration) {
 	}
 	s.apiRequests.WithLabelValues(route, codeLabel(code)).Inc()
 	s.apiSeconds.WithLabelValues(route).Observe(took.Seconds())
+}
+
+// Throttled records a request refused by the API's rate limit; by is
+// what the limit was kept for: "user" or "address".
+func (s *Set) Throttled(by string) {
+	if s != nil {
+		s.apiThrottled.WithLabelValues(by).Inc()
+	}
 }
 
 // DriverCall records one driver call.
