@@ -199,6 +199,24 @@ type API struct {
 	// default 1024.
 	MaxConnections      int       `hcl:"max_connections,optional"`
 	MaxConnectionsRange hcl.Range `hcl:"max_connections,attr_range"`
+	// RateLimit bounds each client's changing requests (429 beyond it);
+	// nil (no block) is off, like requests_per_second = 0.
+	RateLimit *RateLimit `hcl:"rate_limit,block"`
+}
+
+// RateLimit is the api block's rate_limit: a token bucket per client (the
+// authenticated user; the client's address with auth disabled and for
+// token requests) for every request but GET, HEAD and OPTIONS.
+type RateLimit struct {
+	// RequestsPerSecond is the sustained rate (>= 0, fractions allowed);
+	// 0 turns the limit off.
+	RequestsPerSecond      float64   `hcl:"requests_per_second,optional"`
+	RequestsPerSecondRange hcl.Range `hcl:"requests_per_second,attr_range"`
+	// Burst is how many requests an idle client may send at once (>= 1);
+	// zero (unset) means the API's default, twice requests_per_second.
+	Burst      int       `hcl:"burst,optional"`
+	BurstRange hcl.Range `hcl:"burst,attr_range"`
+	DefRange   hcl.Range `hcl:",def_range"`
 }
 
 // Driver is one hypervisor plugin.

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -45,6 +46,13 @@ func (c *Config) validateAPI(o Options) hcl.Diagnostics {
 		}
 	}
 	atLeast("max_connections", a.MaxConnections, 1, a.MaxConnectionsRange, &diags)
+	if rl := a.RateLimit; rl != nil {
+		if v := rl.RequestsPerSecond; !(v >= 0) || math.IsInf(v, 0) {
+			diags = append(diags, errAt(rl.RequestsPerSecondRange, "Invalid requests_per_second",
+				fmt.Sprintf("requests_per_second must be a finite number of at least 0 (0 turns the limit off); got %v.", v)))
+		}
+		atLeast("burst", rl.Burst, 1, rl.BurstRange, &diags)
+	}
 	if t := a.TLS; t != nil {
 		t.CertFile, t.KeyFile = c.Path(t.CertFile), c.Path(t.KeyFile)
 		if !o.SkipFileChecks {

@@ -136,6 +136,9 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	opts := api.Options{Logger: logger.With("component", "api"), Quotas: quotas{cfg}, MetricsPublic: cfg.MetricsPublic(),
 		Project: cfg.Defaults.ProjectID, User: cfg.Defaults.UserID, MaxLimit: cfg.API.MaxLimit, CatalogTime: t0,
 		Metrics: n.Metrics, MetricsHandler: n.metricsHandler()}
+	if rl := cfg.API.RateLimit; rl != nil {
+		opts.RateLimit = api.RateLimit{PerSecond: rl.RequestsPerSecond, Burst: rl.Burst}
+	}
 	if ident != nil {
 		// An interface holding a nil *Service would not be nil.
 		opts.Auth = ident
