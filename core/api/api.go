@@ -240,9 +240,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	_, route := s.mux.Handler(r)
 	// After authentication, which names the user the limit is kept for;
-	// before the handler, so a refused request costs no more than that.
+	// before the handler, so a refused request costs no more than that
+	// (and a held one nothing but its goroutine and connection).
 	if err := s.throttle(r); err != nil {
-		s.writeError(sw, r, err)
+		if r.Context().Err() == nil {
+			s.writeError(sw, r, err)
+		} else {
+			sw.code = 499 // the client went away while its request was held
+		}
 		s.logAccess(r, sw.code, start, rid)
 		s.metrics.Request(route, sw.code, time.Since(start))
 		return

@@ -14,12 +14,25 @@ import (
 // at most when RateLimit.MaxKeys is unset: about 10 MB at the cap.
 const DefaultRateLimitKeys = 100_000
 
+// DefaultRateLimitDelay is how long a request over the limit may be held
+// when RateLimit.MaxDelay is unset.
+const DefaultRateLimitDelay = time.Second
+
 // RateLimit bounds how fast one client may send requests that change
 // something (any method but GET, HEAD and OPTIONS): a token bucket per
 // client, refilled at PerSecond and holding at most Burst. The client is
 // the authenticated user; with authentication disabled, and for token
 // requests (POST /identity/v3/auth/tokens, which carry a password, not a
 // token), it is the client's address. Reads are never limited.
+//
+// A request that finds the bucket empty is held until its token is due,
+// if that is at most MaxDelay away, and then served: a client is slowed
+// to its rate, not failed, and one that sends on many connections at once
+// only queues behind itself. Beyond that it is refused with 429 and
+// Retry-After, but only after being held for MaxDelay, so that a client
+// ignoring 429s gets at most one answer per connection per MaxDelay
+// instead of thousands of cheap refusals a second that would take the
+// CPU from everyone else (measured: BenchmarkFlood in core/node).
 //
 // The zero value is off.
 type RateLimit struct {
@@ -28,6 +41,10 @@ type RateLimit struct {
 	// Burst is how many requests a client that was idle may send at
 	// once; 0 means twice PerSecond, at least 1.
 	Burst int
+	// MaxDelay bounds how long a request over the limit is held; 0
+	// means DefaultRateLimitDelay, and a negative value holds nothing
+	// (refused at once).
+	MaxDelay time.Duration
 	// MaxKeys bounds how many clients' buckets are kept; 0 means
 	// DefaultRateLimitKeys. Buckets are dropped as soon as they have
 	// refilled (an idle client's is the same as a new one), so this cap
@@ -41,9 +58,11 @@ type RateLimit struct {
 // use. A nil *limiter allows everything.
 type limiter struct {
 	rate, burst float64
+	delay       time.Duration // RateLimit.MaxDelay, 0 for none
 	max         int
-	// refill is how long an empty bucket takes to fill: a bucket not
-	// touched for that long is full and can be forgotten.
+	// refill is how long the emptiest bucket (in debt for a delay's
+	// worth of tokens) takes to fill: a bucket not touched for that long
+	// is full and can be forgotten.
 	refill time.Duration
 	now    func() time.Time
 
@@ -52,7 +71,8 @@ type limiter struct {
 	swept   time.Time // the last sweep for full buckets
 }
 
-// bucket holds tokens as of at.
+// bucket holds tokens as of at; below zero while requests wait for
+// tokens not yet due.
 type bucket struct {
 	tokens float64
 	at     time.Time
@@ -71,14 +91,24 @@ func newLimiter(rl RateLimit) *limiter {
 	if max <= 0 {
 		max = DefaultRateLimitKeys
 	}
-	return &limiter{rate: rl.PerSecond, burst: burst, max: max, now: time.Now,
-		refill:  time.Duration(burst / rl.PerSecond * float64(time.Second)),
+	delay := rl.MaxDelay
+	switch {
+	case delay == 0:
+		delay = DefaultRateLimitDelay
+	case delay < 0:
+		delay = 0
+	}
+	return &limiter{rate: rl.PerSecond, burst: burst, delay: delay, max: max, now: time.Now,
+		refill:  time.Duration(burst/rl.PerSecond*float64(time.Second)) + delay,
 		buckets: map[string]*bucket{}}
 }
 
-// take spends one of key's tokens. When there is none it spends nothing
-// and returns false with how long until there is one.
-func (l *limiter) take(key string) (bool, time.Duration) {
+// take spends one of key's tokens. If there is one now, it returns
+// (0, true, 0). If the next is due within the limiter's delay, it spends
+// that one in advance and returns (how long until it is due, true, 0):
+// the caller waits that long. Otherwise it spends nothing and returns
+// (0, false, how long until a request would be accepted again).
+func (l *limiter) take(key string) (wait time.Duration, ok bool, retry time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -97,9 +127,20 @@ func (l *limiter) take(key string) (bool, time.Duration) {
 	}
 	if b.tokens >= 1 {
 		b.tokens--
-		return true, 0
+		return 0, true, 0
 	}
-	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	due := l.dur((1 - b.tokens) / l.rate)
+	if due <= l.delay {
+		b.tokens--
+		return due, true, 0
+	}
+	return 0, false, due - l.delay
+}
+
+// dur converts seconds to a Duration, rounding up to whole nanoseconds,
+// so a wait is never a hair short of its token.
+func (l *limiter) dur(secs float64) time.Duration {
+	return time.Duration(math.Ceil(secs * float64(time.Second)))
 }
 
 // level is b's tokens at now.
@@ -171,9 +212,11 @@ func mutating(r *http.Request) bool {
 }
 
 // throttle applies the rate limit to r, whose principal is set (or not,
-// for a public request): nil when r may go on, a *rateError when not.
-// The key is the user when the request carries a validated token, else
-// the client's address (see clientAddr).
+// for a public request): it returns nil once r may go on (after holding
+// it until its token is due, if need be), or a *rateError, after holding
+// r for the limiter's delay. It returns ctx's error if the client goes
+// away meanwhile. The key is the user when the request carries a
+// validated token, else the client's address (see clientAddr).
 func (s *Server) throttle(r *http.Request) error {
 	if s.limiter == nil || !mutating(r) {
 		return nil
@@ -185,16 +228,34 @@ func (s *Server) throttle(r *http.Request) error {
 		a := clientAddr(r)
 		key, who, kind = "addr\x00"+a, "address "+a, "address"
 	}
-	ok, wait := s.limiter.take(key)
+	wait, ok, retry := s.limiter.take(key)
 	if ok {
-		return nil
+		return hold(r, wait)
 	}
 	s.metrics.Throttled(kind)
-	secs := int(math.Ceil(wait.Seconds()))
+	if err := hold(r, s.limiter.delay); err != nil {
+		return err
+	}
+	secs := int(math.Ceil((retry - s.limiter.delay).Seconds()))
 	if secs < 1 {
 		secs = 1
 	}
 	return &rateError{who: who, perSecond: s.limiter.rate, burst: s.limiter.burst, retryAfter: secs}
+}
+
+// hold waits d, or until the client goes away (its error).
+func hold(r *http.Request, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-r.Context().Done():
+		return r.Context().Err()
+	}
 }
 
 // clientAddr is the address a request's limit is kept under: the peer's

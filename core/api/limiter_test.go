@@ -33,18 +33,19 @@ func TestNewLimiterDefaults(t *testing.T) {
 	cases := []struct {
 		rl     RateLimit
 		burst  float64
+		delay  time.Duration
 		max    int
 		refill time.Duration
 	}{
-		{RateLimit{PerSecond: 50}, 100, DefaultRateLimitKeys, 2 * time.Second},
-		{RateLimit{PerSecond: 50, Burst: 5}, 5, DefaultRateLimitKeys, 100 * time.Millisecond},
-		{RateLimit{PerSecond: 0.1}, 1, DefaultRateLimitKeys, 10 * time.Second},
-		{RateLimit{PerSecond: 1.5, MaxKeys: 7}, 3, 7, 2 * time.Second},
+		{RateLimit{PerSecond: 50}, 100, time.Second, DefaultRateLimitKeys, 3 * time.Second},
+		{RateLimit{PerSecond: 50, Burst: 5, MaxDelay: -1}, 5, 0, DefaultRateLimitKeys, 100 * time.Millisecond},
+		{RateLimit{PerSecond: 0.1, MaxDelay: time.Millisecond}, 1, time.Millisecond, DefaultRateLimitKeys, 10*time.Second + time.Millisecond},
+		{RateLimit{PerSecond: 1.5, MaxKeys: 7}, 3, time.Second, 7, 3 * time.Second},
 	}
 	for _, tc := range cases {
 		l := newLimiter(tc.rl)
-		if l.burst != tc.burst || l.max != tc.max || l.refill != tc.refill {
-			t.Errorf("%+v: burst %v, max %d, refill %v; want %v, %d, %v", tc.rl, l.burst, l.max, l.refill, tc.burst, tc.max, tc.refill)
+		if l.burst != tc.burst || l.delay != tc.delay || l.max != tc.max || l.refill != tc.refill {
+			t.Errorf("%+v: burst %v, delay %v, max %d, refill %v; want %v, %v, %d, %v", tc.rl, l.burst, l.delay, l.max, l.refill, tc.burst, tc.delay, tc.max, tc.refill)
 		}
 	}
 }
@@ -53,12 +54,12 @@ func TestNewLimiterDefaults(t *testing.T) {
 // gets exactly the tokens that time refills, and never more than the
 // burst however long it idles; other keys are not affected.
 func TestLimiterTake(t *testing.T) {
-	l, c := testLimiter(RateLimit{PerSecond: 2, Burst: 3})
+	l, c := testLimiter(RateLimit{PerSecond: 2, Burst: 3, MaxDelay: -1})
 	type step struct {
 		advance time.Duration
 		key     string
 		ok      bool
-		wait    time.Duration
+		wait    time.Duration // until accepted again, when refused
 	}
 	steps := []step{
 		{0, "a", true, 0},
@@ -77,9 +78,44 @@ func TestLimiterTake(t *testing.T) {
 	}
 	for i, s := range steps {
 		c.advance(s.advance)
-		ok, wait := l.take(s.key)
-		if ok != s.ok || wait != s.wait {
-			t.Fatalf("step %d (%+v): got %v, %v", i, s, ok, wait)
+		held, ok, retry := l.take(s.key)
+		if held != 0 || ok != s.ok || retry != s.wait {
+			t.Fatalf("step %d (%+v): got held %v, %v, retry %v", i, s, held, ok, retry)
+		}
+	}
+}
+
+// With a delay, a request finds its token spent in advance and waits for
+// it, as long as it is due within the delay; past that, it is refused,
+// with the time until a request would be held no longer than the delay.
+func TestLimiterDelay(t *testing.T) {
+	l, c := testLimiter(RateLimit{PerSecond: 4, Burst: 2, MaxDelay: time.Second})
+	type step struct {
+		advance time.Duration
+		held    time.Duration
+		ok      bool
+		retry   time.Duration
+	}
+	steps := []step{
+		{0, 0, true, 0},
+		{0, 0, true, 0},
+		{0, 250 * time.Millisecond, true, 0},
+		{0, 500 * time.Millisecond, true, 0},
+		{0, 750 * time.Millisecond, true, 0},
+		{0, time.Second, true, 0},
+		{0, 0, false, 250 * time.Millisecond}, // a refusal spends nothing
+		{0, 0, false, 250 * time.Millisecond},
+		{100 * time.Millisecond, 0, false, 150 * time.Millisecond},
+		{150 * time.Millisecond, time.Second, true, 0},
+		{3 * time.Second, 0, true, 0}, // refilled to the burst
+		{0, 0, true, 0},
+		{0, 250 * time.Millisecond, true, 0},
+	}
+	for i, s := range steps {
+		c.advance(s.advance)
+		held, ok, retry := l.take("a")
+		if held != s.held || ok != s.ok || retry != s.retry {
+			t.Fatalf("step %d (%+v): got held %v, %v, retry %v", i, s, held, ok, retry)
 		}
 	}
 }
@@ -89,7 +125,7 @@ func TestLimiterTake(t *testing.T) {
 // MaxKeys even when that many clients are active at once. A client still
 // short of tokens keeps its bucket across a sweep.
 func TestLimiterEviction(t *testing.T) {
-	l, c := testLimiter(RateLimit{PerSecond: 10, Burst: 10, MaxKeys: 1000})
+	l, c := testLimiter(RateLimit{PerSecond: 10, Burst: 10, MaxKeys: 1000, MaxDelay: -1})
 	// The flooder empties its bucket.
 	for range 10 {
 		l.take("flooder")
@@ -107,7 +143,7 @@ func TestLimiterEviction(t *testing.T) {
 	// 5000 one-request clients and a flooder that keeps spending: at the
 	// first sweep, a refill period (1s) after the last, the clients'
 	// buckets have refilled and go; the flooder's has not and stays.
-	l, c = testLimiter(RateLimit{PerSecond: 10, Burst: 10})
+	l, c = testLimiter(RateLimit{PerSecond: 10, Burst: 10, MaxDelay: -1})
 	for range 10 {
 		l.take("flooder")
 	}
@@ -116,7 +152,7 @@ func TestLimiterEviction(t *testing.T) {
 	}
 	c.advance(500 * time.Millisecond)
 	for i := range 5 {
-		if ok, _ := l.take("flooder"); !ok {
+		if _, ok, _ := l.take("flooder"); !ok {
 			t.Fatalf("the flooder's token %d of the 5 that 500ms refilled was refused", i+1)
 		}
 	}
@@ -124,7 +160,7 @@ func TestLimiterEviction(t *testing.T) {
 		t.Fatalf("%d buckets before a refill period passed, want 5001", n)
 	}
 	c.advance(500 * time.Millisecond)
-	if ok, _ := l.take("flooder"); !ok {
+	if _, ok, _ := l.take("flooder"); !ok {
 		t.Fatal("the flooder's token refilled in the last 500ms was refused")
 	}
 	if n := l.size(); n != 1 {
@@ -133,7 +169,7 @@ func TestLimiterEviction(t *testing.T) {
 	for range 4 {
 		l.take("flooder")
 	}
-	if ok, wait := l.take("flooder"); ok || wait != 100*time.Millisecond {
+	if _, ok, wait := l.take("flooder"); ok || wait != 100*time.Millisecond {
 		t.Fatalf("the flooder after the sweep: %v, %v; want refused for 100ms (its bucket was kept, not renewed)", ok, wait)
 	}
 }
@@ -159,8 +195,11 @@ func TestClientAddr(t *testing.T) {
 	}
 }
 
+// Retry-After is the whole seconds, at least 1, from the refusal (after
+// it was held for the delay, here 10ms of real time) until a request
+// would be accepted again.
 func TestRateErrorRetryAfter(t *testing.T) {
-	l, c := testLimiter(RateLimit{PerSecond: 0.25, Burst: 1})
+	l, c := testLimiter(RateLimit{PerSecond: 0.25, Burst: 1, MaxDelay: 10 * time.Millisecond})
 	s := &Server{limiter: l}
 	r := &http.Request{Method: http.MethodPost, RemoteAddr: "192.0.2.1:1"}
 	if err := s.throttle(r); err != nil {

@@ -39,11 +39,14 @@ type answer struct {
 	raw    string
 }
 
+// do sends a request; it may run on any goroutine, so a failure to get
+// an answer is reported with Errorf and returns code 0.
 func (p *peer) do(t *testing.T, token, method, path, body string) answer {
 	t.Helper()
 	req, err := http.NewRequest(method, p.base+path, strings.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("%s %s: %v", method, path, err)
+		return answer{}
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -53,14 +56,15 @@ func (p *peer) do(t *testing.T, token, method, path, body string) answer {
 	}
 	resp, err := p.hc.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("%s %s: %v", method, path, err)
+		return answer{}
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	a := answer{code: resp.StatusCode, header: resp.Header, raw: string(b)}
 	if len(b) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(b, &a.body); err != nil {
-			t.Fatalf("%s %s: %d, body not JSON: %q", method, path, a.code, b)
+			t.Errorf("%s %s: %d, body not JSON: %q", method, path, a.code, b)
 		}
 	}
 	return a
@@ -112,6 +116,9 @@ func wantRefusal(t *testing.T, a answer, identity bool, retryAfter int, msg stri
 	}
 }
 
+// These tests refuse at once (max_delay = "0s"), so that every request
+// past the burst is refused; TestRateLimitHolds covers the delay.
+
 // With auth on, each user has a bucket: alice is refused past her burst
 // (reads still pass) while bob is served; token requests are limited per
 // address, apart from the users' buckets; and alice is served again once
@@ -122,6 +129,7 @@ func TestRateLimitPerUser(t *testing.T) {
 	n := testnode.Start(t, testnode.Options{Extra: users(t), API: `  rate_limit {
     requests_per_second = 1
     burst               = 5
+    max_delay           = "0s"
   }`})
 	// Three token requests from 127.0.0.1 so far: the admin's, alice's
 	// and bob's.
@@ -178,6 +186,7 @@ func TestRateLimitPerAddressWithoutAuth(t *testing.T) {
 	n := testnode.Start(t, testnode.Options{Extra: "auth { enabled = false }", API: `  rate_limit {
     requests_per_second = 0.5
     burst               = 2
+    max_delay           = "0s"
   }`})
 	local, other := newPeer(t, n.Base, "127.0.0.1"), newPeer(t, n.Base, "127.0.0.2")
 	refused := untilRefused(t, burst, rate, time.Now(), http.StatusAccepted, func() answer {
@@ -194,5 +203,51 @@ func TestRateLimitPerAddressWithoutAuth(t *testing.T) {
 	}
 	if a := local.do(t, "", "GET", "/v2.1/servers", ""); a.code != http.StatusOK {
 		t.Fatalf("a read from the limited address: %d %s", a.code, a.raw)
+	}
+}
+
+// By default a request over the limit is held until its token is due, if
+// that is within max_delay (1s), then served: a sequential client is
+// slowed to the rate, never refused; only what would wait longer is
+// refused, after being held.
+func TestRateLimitHolds(t *testing.T) {
+	const burst, rate = 2, 2.0
+	n := testnode.Start(t, testnode.Options{Extra: "auth { enabled = false }", API: `  rate_limit {
+    requests_per_second = 2
+    burst               = 2
+  }`})
+	local := newPeer(t, n.Base, "127.0.0.1")
+	for i := range burst + 3 {
+		if a := local.do(t, "", "POST", "/v2.1/servers", createBody); a.code != http.StatusAccepted {
+			t.Fatalf("sequential request %d: %d %s; want it held and served", i+1, a.code, a.raw)
+		}
+	}
+
+	// Concurrently, from another address (a bucket of its own): the
+	// burst at once, a second's worth (2) held, the rest refused, give or
+	// take what the rate refills while they arrive.
+	other := newPeer(t, n.Base, "127.0.0.2")
+	const sent = 12
+	start := time.Now()
+	codes := make(chan answer, sent)
+	for range sent {
+		go func() { codes <- other.do(t, "", "POST", "/v2.1/servers", createBody) }()
+	}
+	served, refused := 0, 0
+	for range sent {
+		a := <-codes
+		switch a.code {
+		case http.StatusAccepted:
+			served++
+		case http.StatusTooManyRequests:
+			refused++
+			wantRefusal(t, a, false, 1, "This request was rate-limited: address 127.0.0.2 may make 2 changing requests per second (bursts of 2); retry after 1 s")
+		default:
+			t.Fatalf("%d %s", a.code, a.raw)
+		}
+	}
+	most := burst + 2 + int(math.Ceil(time.Since(start).Seconds()*rate))
+	if served < burst+2 || served > most || served+refused != sent {
+		t.Fatalf("%d served and %d refused of %d; want between %d and %d served, the rest refused", served, refused, sent, burst+2, most)
 	}
 }

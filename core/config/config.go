@@ -216,7 +216,15 @@ type RateLimit struct {
 	// zero (unset) means the API's default, twice requests_per_second.
 	Burst      int       `hcl:"burst,optional"`
 	BurstRange hcl.Range `hcl:"burst,attr_range"`
-	DefRange   hcl.Range `hcl:",def_range"`
+	// MaxDelayStr is max_delay as written; MaxDelay its value.
+	MaxDelayStr   string    `hcl:"max_delay,optional"`
+	MaxDelayRange hcl.Range `hcl:"max_delay,attr_range"`
+	// MaxDelay bounds how long a request over the limit is held, until
+	// its token is due (then it is served) or before it is refused with
+	// 429 (">= 0s", at most 10s); nil (unset) means the API's default,
+	// 1s, and 0 refuses at once.
+	MaxDelay *time.Duration
+	DefRange hcl.Range `hcl:",def_range"`
 }
 
 // Driver is one hypervisor plugin.

@@ -52,6 +52,15 @@ func (c *Config) validateAPI(o Options) hcl.Diagnostics {
 				fmt.Sprintf("requests_per_second must be a finite number of at least 0 (0 turns the limit off); got %v.", v)))
 		}
 		atLeast("burst", rl.Burst, 1, rl.BurstRange, &diags)
+		if set(rl.MaxDelayRange) {
+			d, err := time.ParseDuration(rl.MaxDelayStr)
+			if err != nil || d < 0 || d > 10*time.Second {
+				diags = append(diags, errAt(rl.MaxDelayRange, "Invalid max_delay",
+					fmt.Sprintf("%q is not a duration from \"0s\" (refuse at once) to \"10s\", such as \"1s\".", rl.MaxDelayStr)))
+			} else {
+				rl.MaxDelay = &d
+			}
+		}
 	}
 	if t := a.TLS; t != nil {
 		t.CertFile, t.KeyFile = c.Path(t.CertFile), c.Path(t.KeyFile)

@@ -138,6 +138,12 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		Metrics: n.Metrics, MetricsHandler: n.metricsHandler()}
 	if rl := cfg.API.RateLimit; rl != nil {
 		opts.RateLimit = api.RateLimit{PerSecond: rl.RequestsPerSecond, Burst: rl.Burst}
+		if d := rl.MaxDelay; d != nil {
+			opts.RateLimit.MaxDelay = *d
+			if *d == 0 {
+				opts.RateLimit.MaxDelay = -1 // the API's zero is its default; holding nothing is negative
+			}
+		}
 	}
 	if ident != nil {
 		// An interface holding a nil *Service would not be nil.
