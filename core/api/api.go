@@ -410,7 +410,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		code, kind = http.StatusUnsupportedMediaType, "badMediaType"
 	case errors.Is(err, errTooLarge):
 		code, kind = http.StatusRequestEntityTooLarge, "overLimit"
-	case errors.As(err, &re):
+	case errors.Is(err, errRateLimited) && errors.As(err, &re):
 		code, kind = http.StatusTooManyRequests, "overLimit"
 		w.Header().Set("Retry-After", strconv.Itoa(re.retryAfter))
 	case errors.Is(err, store.ErrNoSpace):

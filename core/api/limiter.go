@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -98,9 +99,9 @@ func newLimiter(rl RateLimit) *limiter {
 	case delay < 0:
 		delay = 0
 	}
-	return &limiter{rate: rl.PerSecond, burst: burst, delay: delay, max: max, now: time.Now,
-		refill:  time.Duration(burst/rl.PerSecond*float64(time.Second)) + delay,
-		buckets: map[string]*bucket{}}
+	l := &limiter{rate: rl.PerSecond, burst: burst, delay: delay, max: max, now: time.Now, buckets: map[string]*bucket{}}
+	l.refill = l.dur(burst/rl.PerSecond) + delay
+	return l
 }
 
 // take spends one of key's tokens. If there is one now, it returns
@@ -137,10 +138,18 @@ func (l *limiter) take(key string) (wait time.Duration, ok bool, retry time.Dura
 	return 0, false, due - l.delay
 }
 
+// maxWait caps the durations the limiter computes: a tiny rate or a huge
+// burst would overflow a Duration.
+const maxWait = 24 * time.Hour
+
 // dur converts seconds to a Duration, rounding up to whole nanoseconds,
-// so a wait is never a hair short of its token.
+// so a wait is never a hair short of its token; at most maxWait.
 func (l *limiter) dur(secs float64) time.Duration {
-	return time.Duration(math.Ceil(secs * float64(time.Second)))
+	ns := math.Ceil(secs * float64(time.Second))
+	if !(ns < float64(maxWait)) {
+		return maxWait
+	}
+	return time.Duration(ns)
 }
 
 // level is b's tokens at now.
@@ -153,8 +162,7 @@ func (l *limiter) level(b *bucket, now time.Time) float64 {
 }
 
 // sweep forgets every bucket that has refilled. Called at most once per
-// refill period (and when the map is full), so it costs O(1) per request
-// amortized.
+// refill period, so it costs O(1) per request amortized.
 func (l *limiter) sweep(now time.Time) {
 	l.swept = now
 	for k, b := range l.buckets {
@@ -184,7 +192,7 @@ func (l *limiter) size() int {
 }
 
 // errRateLimited is a request over its client's rate limit: 429.
-var errRateLimited = fmt.Errorf("rate limited")
+var errRateLimited = errors.New("rate limited")
 
 // rateError is a request refused by the rate limit; writeError sends
 // Retry-After from it.

@@ -224,3 +224,19 @@ func TestRateErrorRetryAfter(t *testing.T) {
 		t.Fatalf("message %q, want %q", err, want)
 	}
 }
+
+// Extreme settings give capped waits, not overflowed ones.
+func TestLimiterExtremes(t *testing.T) {
+	l, _ := testLimiter(RateLimit{PerSecond: 1e-12, Burst: 1, MaxDelay: -1})
+	if l.refill != maxWait {
+		t.Fatalf("refill %v, want %v", l.refill, maxWait)
+	}
+	l.take("a")
+	if _, ok, retry := l.take("a"); ok || retry != maxWait {
+		t.Fatalf("%v, retry %v; want refused, retry %v", ok, retry, maxWait)
+	}
+	l, _ = testLimiter(RateLimit{PerSecond: 1, Burst: 1 << 62})
+	if l.refill != maxWait+DefaultRateLimitDelay {
+		t.Fatalf("refill %v, want %v", l.refill, maxWait+DefaultRateLimitDelay)
+	}
+}
