@@ -9,7 +9,17 @@ store {
   prefix = "/lucid"
 }
 
-api { listen = "127.0.0.1:8774" }
+api {
+  listen = "127.0.0.1:8774"
+  # Each user's changing requests (POST, PUT, DELETE; per address for
+  # token requests): 20 a second with bursts of 40. A request over the
+  # limit waits up to max_delay (1s) for its turn, then gets 429 with
+  # Retry-After. Remove the block for load tests from one user.
+  rate_limit {
+    requests_per_second = 20
+    burst               = 40
+  }
+}
 
 # Requests need a token. On its first start lucid serve creates the user
 # admin (role admin in project admin) with a generated password, stored
