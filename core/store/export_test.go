@@ -46,3 +46,16 @@ func (s *Store) DeleteRaw(ctx context.Context, key string) error {
 	_, err := s.cli.Delete(ctx, s.key(key))
 	return err
 }
+
+// RawKeys lists the keys under prefix (relative to the store's prefix).
+func (s *Store) RawKeys(ctx context.Context, prefix string) ([]string, error) {
+	resp, err := s.cli.Get(ctx, s.key(prefix), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, kv := range resp.Kvs {
+		out = append(out, string(kv.Key)[len(s.prefix)+1:])
+	}
+	return out, nil
+}

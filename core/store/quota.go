@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
+	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -94,11 +96,34 @@ func UsageOf(st *instance.State, t *instance.Transition) Usage {
 	return u
 }
 
-func (s *Store) quotaKey(project string) string { return s.key("quota", project) }
+// usageShards is how many counters a project's usage is split across.
+// An instance's usage is counted in one of them, chosen by its id, so two
+// changes of different instances that need no limit check (the
+// executor's writes, deletes, projects without limits) rarely compare
+// the same key. Measured with 16 writers creating in one project
+// (BenchmarkCommit): one counter per project ran at 0.04x a raw etcd
+// transaction (each commit waited for the previous one's fsync), 16
+// shards at 0.30x, 64 shards at 0.44-0.57x. A change that must check a
+// limit still compares every shard of its project, so quotas stay exact;
+// creates against a finite quota in one project remain serialized.
+const usageShards = 64
 
-// usageMarkerKey says the usage counters have been counted from the
-// instance records once (see CountUsage).
-func (s *Store) usageMarkerKey() string { return s.key("quota-counted") }
+// quotaPrefix holds a project's usage shards, quota/<project>/<n>.
+// Project names never contain a slash (core/config refuses them).
+func (s *Store) quotaPrefix(project string) string { return s.key("quota", project) + "/" }
+
+// shardKey is the usage shard that counts instance id.
+func (s *Store) shardKey(project, id string) string {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return s.quotaPrefix(project) + strconv.Itoa(int(h.Sum32()%usageShards))
+}
+
+// usageMarkerKey says the usage shards have been counted from the
+// instance records once (see CountUsage). Its name changed with the
+// shards: a store counted into the single counter of earlier versions is
+// counted again, into shards, at the first start of this one.
+func (s *Store) usageMarkerKey() string { return s.key("quota-sharded") }
 
 // Usage reads a project's usage; a project that never had an instance
 // uses nothing.
@@ -107,10 +132,70 @@ func (s *Store) Usage(ctx context.Context, project string) (Usage, error) {
 	return u, err
 }
 
+// readUsage sums a project's shards; rev is the revision of the read, so
+// a transaction can require that no shard changed since.
 func (s *Store) readUsage(ctx context.Context, project string) (Usage, int64, error) {
-	resp, err := s.cli.Get(ctx, s.quotaKey(project))
+	resp, err := s.cli.Get(ctx, s.quotaPrefix(project), clientv3.WithPrefix())
 	if err != nil {
 		return Usage{}, 0, fmt.Errorf("store: usage of %s: %w", project, err)
+	}
+	var sum Usage
+	for _, kv := range resp.Kvs {
+		u, _, err := decodeUsage(kv.Value, kv.ModRevision)
+		if err != nil {
+			return Usage{}, 0, err
+		}
+		sum = sum.add(u)
+	}
+	return sum, resp.Header.Revision, nil
+}
+
+// usageCache remembers each usage shard's last known value and
+// ModRevision, so a commit that compares only its own shard need not read
+// it first. A stale entry costs one failed transaction, whose answer
+// refreshes it. It holds at most usageShards entries per project.
+type usageCache struct {
+	mu     sync.Mutex
+	shards map[string]shardValue
+}
+
+// shardValue is a shard's usage at its ModRevision (0: absent).
+type shardValue struct {
+	u   Usage
+	rev int64
+}
+
+func (c *usageCache) get(key string) (shardValue, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.shards[key]
+	return v, ok
+}
+
+func (c *usageCache) put(key string, v shardValue) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shards == nil {
+		c.shards = map[string]shardValue{}
+	}
+	// Never step back: a concurrent commit may have remembered a newer
+	// revision of the same shard.
+	if old, ok := c.shards[key]; !ok || v.rev == 0 || v.rev >= old.rev {
+		c.shards[key] = v
+	}
+}
+
+func (c *usageCache) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.shards, key)
+}
+
+// readShard reads one shard and its ModRevision (0 when absent).
+func (s *Store) readShard(ctx context.Context, key string) (Usage, int64, error) {
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return Usage{}, 0, fmt.Errorf("store: usage shard %s: %w", key, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return Usage{}, 0, nil
@@ -151,8 +236,19 @@ func (l Limits) check(project string, u, d Usage) error {
 // usageChange is what a commit does to a project's usage.
 type usageChange struct {
 	project string
+	id      string // the instance, whose shard counts it
 	delta   Usage
 	limits  *Limits // nil: record, never refuse
+}
+
+// binds says whether the change must check a limit: it grows a resource
+// whose limit is finite.
+func (c usageChange) binds() bool {
+	if c.limits == nil {
+		return false
+	}
+	l, d := c.limits, c.delta
+	return (d.Instances > 0 && l.Instances >= 0) || (d.Cores > 0 && l.Cores >= 0) || (d.RAMMB > 0 && l.RAMMB >= 0)
 }
 
 // usageChangeOf computes what ch does to the usage of its instance's
@@ -172,32 +268,69 @@ func usageChangeOf(base Record, ch Change) (usageChange, bool) {
 	if d == (Usage{}) {
 		return usageChange{}, false
 	}
-	return usageChange{project: project, delta: d, limits: ch.Limits}, true
+	return usageChange{project: project, id: ch.ID, delta: d, limits: ch.Limits}, true
 }
 
 // commitTxn runs a commit's guarded transaction. When the commit changes
-// a project's usage it also compares and rewrites quota/<project>, so the
-// usage changes with the record or not at all, and refuses growth past
-// uc.limits with a *QuotaError. A lost race on the usage key alone (another
-// instance of the project changed it) is retried with the value the failed
-// transaction read back; a lost race on the instance's own keys is
+// a project's usage it also rewrites the instance's usage shard, so the
+// usage changes with the record or not at all. A change that must check
+// a limit (usageChange.binds) reads every shard of the project and
+// requires that none changed since, refusing growth past uc.limits with
+// a *QuotaError; any other change compares only its own shard. A lost
+// race on the usage (another instance of the project changed it) is
+// retried with a fresh read; a lost race on the instance's own keys is
 // ErrStale.
 func (s *Store) commitTxn(ctx context.Context, guards []clientv3.Cmp, ops []clientv3.Op, uc *usageChange) (*clientv3.TxnResponse, error) {
 	if uc == nil {
 		return s.cli.Txn(ctx).If(guards...).Then(ops...).Commit()
 	}
-	qk := s.quotaKey(uc.project)
-	u, rev, err := s.readUsage(ctx, uc.project)
-	if err != nil {
-		return nil, err
-	}
+	shard := s.shardKey(uc.project, uc.id)
 	for {
-		if uc.limits != nil {
-			if err := uc.limits.check(uc.project, u, uc.delta); err != nil {
+		var mine Usage
+		var mineRev, readRev int64
+		var usageCmp clientv3.Cmp
+		var usageGet clientv3.Op
+		if uc.binds() {
+			// Every shard of the project, in one read: their sum is
+			// checked against the limits, and none of them may change
+			// before the transaction (shards are never deleted but by
+			// CountUsage).
+			resp, err := s.cli.Get(ctx, s.quotaPrefix(uc.project), clientv3.WithPrefix())
+			if err != nil {
+				return nil, fmt.Errorf("store: usage of %s: %w", uc.project, err)
+			}
+			var total Usage
+			for _, kv := range resp.Kvs {
+				u, _, err := decodeUsage(kv.Value, kv.ModRevision)
+				if err != nil {
+					return nil, err
+				}
+				total = total.add(u)
+				s.usage.put(string(kv.Key), shardValue{u, kv.ModRevision})
+				if string(kv.Key) == shard {
+					mine, mineRev = u, kv.ModRevision
+				}
+			}
+			if err := uc.limits.check(uc.project, total, uc.delta); err != nil {
 				return nil, err
 			}
+			readRev = resp.Header.Revision
+			usageCmp = clientv3.Compare(clientv3.ModRevision(s.quotaPrefix(uc.project)), "<", readRev+1).WithPrefix()
+			usageGet = clientv3.OpGet(s.quotaPrefix(uc.project), clientv3.WithPrefix())
+		} else {
+			v, ok := s.usage.get(shard)
+			if !ok {
+				var err error
+				if v.u, v.rev, err = s.readShard(ctx, shard); err != nil {
+					return nil, err
+				}
+			}
+			mine, mineRev = v.u, v.rev
+			readRev = mineRev
+			usageCmp = clientv3.Compare(clientv3.ModRevision(shard), "=", mineRev)
+			usageGet = clientv3.OpGet(shard)
 		}
-		next := u.add(uc.delta)
+		next := mine.add(uc.delta)
 		// A counter never goes below zero: releasing what was held before
 		// the counters existed (see CountUsage) must not make it negative.
 		next.Instances, next.Cores, next.RAMMB = max(next.Instances, 0), max(next.Cores, 0), max(next.RAMMB, 0)
@@ -205,24 +338,36 @@ func (s *Store) commitTxn(ctx context.Context, guards []clientv3.Cmp, ops []clie
 		if err != nil {
 			return nil, fmt.Errorf("store: encode usage: %w", err)
 		}
-		cmps := append(guards[:len(guards):len(guards)], clientv3.Compare(clientv3.ModRevision(qk), "=", rev))
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(append(ops[:len(ops):len(ops)], clientv3.OpPut(qk, string(b)))...).
-			Else(clientv3.OpGet(qk)).Commit()
-		if err != nil || resp.Succeeded {
+		cmps := append(guards[:len(guards):len(guards)], usageCmp)
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(append(ops[:len(ops):len(ops)], clientv3.OpPut(shard, string(b)))...).
+			Else(usageGet).Commit()
+		if err != nil {
+			s.usage.forget(shard)
 			return resp, err
 		}
-		kvs := resp.Responses[0].GetResponseRange().Kvs
-		var now int64
-		if len(kvs) == 1 {
-			now = kvs[0].ModRevision
+		if resp.Succeeded {
+			s.usage.put(shard, shardValue{next, resp.Header.Revision})
+			return resp, nil
 		}
-		if now == rev {
+		changed := false
+		s.usage.put(shard, shardValue{}) // absent, unless the answer has it
+		for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+			changed = changed || kv.ModRevision > readRev
+			if u, _, err := decodeUsage(kv.Value, kv.ModRevision); err == nil {
+				s.usage.put(string(kv.Key), shardValue{u, kv.ModRevision})
+			} else {
+				s.usage.forget(string(kv.Key))
+			}
+		}
+		if !changed && mineRev != 0 {
+			// The shard was absent from the answer: it was deleted
+			// (CountUsage) since it was remembered.
+			if v, _ := s.usage.get(shard); v.rev == 0 {
+				changed = true
+			}
+		}
+		if !changed {
 			return resp, nil // the instance's own guard failed: ErrStale
-		}
-		if len(kvs) == 0 {
-			u, rev = Usage{}, 0
-		} else if u, rev, err = decodeUsage(kvs[0].Value, now); err != nil {
-			return nil, err
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -231,11 +376,11 @@ func (s *Store) commitTxn(ctx context.Context, guards []clientv3.Cmp, ops []clie
 }
 
 // CountUsage makes the usage counters agree with the instance records
-// once, the first time a Lucid that keeps them starts on a store: it
-// counts every project's usage from its instances and writes the counters
-// and a marker in one transaction, which fails (and is tried again) if an
-// instance or a counter changed since the count. When the marker exists
-// it does nothing.
+// once, the first time a Lucid that keeps them in shards starts on a
+// store: it counts every instance's usage into its project's shard,
+// removes every other counter, and writes the marker in one transaction,
+// which fails (and is tried again) if an instance or a counter changed
+// since the count. When the marker exists it does nothing.
 func (s *Store) CountUsage(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		resp, err := s.cli.Get(ctx, s.usageMarkerKey())
@@ -249,16 +394,29 @@ func (s *Store) CountUsage(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		usage := map[string]Usage{}
+		usage := map[string]Usage{} // by shard key
 		for _, r := range recs {
 			if r.Err == nil {
-				usage[r.State.Project] = usage[r.State.Project].add(UsageOf(&r.State, r.Transition))
+				k := s.shardKey(r.State.Project, r.State.ID)
+				usage[k] = usage[k].add(UsageOf(&r.State, r.Transition))
 			}
 		}
 		ops := []clientv3.Op{clientv3.OpPut(s.usageMarkerKey(), strconv.FormatInt(rev, 10))}
-		for p, u := range usage {
+		for k, u := range usage {
 			b, _ := json.Marshal(u)
-			ops = append(ops, clientv3.OpPut(s.quotaKey(p), string(b)))
+			ops = append(ops, clientv3.OpPut(k, string(b)))
+		}
+		// Counters this count does not rewrite go: an earlier version's
+		// single per-project counter, and shards of projects that hold
+		// nothing now.
+		old, err := s.cli.Get(ctx, s.key("quota")+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev))
+		if err != nil {
+			return fmt.Errorf("store: count usage: %w", err)
+		}
+		for _, kv := range old.Kvs {
+			if _, kept := usage[string(kv.Key)]; !kept {
+				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+			}
 		}
 		tr, err := s.cli.Txn(ctx).If(
 			clientv3.Compare(clientv3.CreateRevision(s.usageMarkerKey()), "=", 0),

@@ -9,7 +9,7 @@
 //	history/<id>/<seq>         one record per status change, kept after delete
 //	deleted/<id>               when a deleted instance went (retention's index)
 //	nodes/<node>               lease-bound node registration (NodeInfo)
-//	quota/<project>            the project's usage (Usage), changed with its instances
+//	quota/<project>/<n>        the project's usage (Usage) in 64 shards, changed with its instances
 //	identity/users/<name>      users Lucid created (the first start's admin)
 //	identity/tokens/<sha256>   issued tokens, hashed, each under a lease
 //
@@ -60,6 +60,7 @@ type Config struct {
 type Store struct {
 	cli    *clientv3.Client
 	prefix string
+	usage  usageCache // the project usage shards this Store last saw
 }
 
 // New returns a Store using cli (for example an embedded member's
