@@ -81,7 +81,8 @@ func (r *Report) Print(w io.Writer) {
 		p.Actions, p.Changes, p.Seconds, p.ChangesPerSec, p.Ratio, p.PollsPerAction)
 
 	e := r.Etcd
-	fmt.Fprintf(w, "3 etcd per action (2 status changes), from the server's /metrics\n")
+	fmt.Fprintf(w, "3 etcd per action (2 status changes), from the server's /metrics (etcd counts a compare as a range, and any request of\n")
+	fmt.Fprintf(w, "  more than one operation as a txn; raft proposals are the write requests)\n")
 	fmt.Fprintf(w, "  txn %.2f  put %.2f  delete %.2f  range %.2f (of which the client's polls %.2f)  raft proposals %.2f  wal fsyncs %.2f\n\n",
 		e.Txn, e.Put, e.Delete, e.Range, e.Polls, e.Proposals, e.Fsyncs)
 
