@@ -33,6 +33,8 @@ type EtcdOps struct {
 	Polls     float64 `json:"range_of_client_polls"` // the load's waiting: one range per poll
 	Proposals float64 `json:"raft_proposals"`
 	Fsyncs    float64 `json:"wal_fsyncs"`
+	// FsyncMs is the mean WAL fsync over the window (not per action).
+	FsyncMs float64 `json:"wal_fsync_mean_ms"`
 }
 
 // CPU is phase 4: CPU time per status change over phase 2.
@@ -323,6 +325,9 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 		Txn: per("etcd_mvcc_txn_total"), Put: per("etcd_mvcc_put_total"), Delete: per("etcd_mvcc_delete_total"),
 		Range: per("etcd_mvcc_range_total"), Polls: p.PollsPerAction,
 		Proposals: per("etcd_server_proposals_committed_total"), Fsyncs: per("etcd_disk_wal_fsync_duration_seconds_count"),
+	}
+	if n := m1["etcd_disk_wal_fsync_duration_seconds_count"] - m0["etcd_disk_wal_fsync_duration_seconds_count"]; n > 0 {
+		rep.Etcd.FsyncMs = 1000 * (m1["etcd_disk_wal_fsync_duration_seconds_sum"] - m0["etcd_disk_wal_fsync_duration_seconds_sum"]) / n
 	}
 	ch := float64(p.Changes)
 	rep.CPU.ServeUs = us(serve1-serve0) / ch

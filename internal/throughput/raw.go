@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -21,6 +22,13 @@ type Raw struct {
 	Seconds    float64 `json:"seconds"`
 	TxnPerSec  float64 `json:"txn_per_s"`
 	CPUUsPerTx float64 `json:"cpu_us_per_txn"` // this process's CPU (the member and its clients) per txn
+	// The member's WAL fsyncs (etcd's histogram, in this process's
+	// default Prometheus registry): how many, their mean, and txns per
+	// fsync. With fsync on, a member commits what arrived during the last
+	// fsync in the next one, so par / FsyncMs bounds TxnPerSec.
+	Fsyncs      int64   `json:"wal_fsyncs"`
+	FsyncMs     float64 `json:"wal_fsync_mean_ms"`
+	TxnPerFsync float64 `json:"txn_per_fsync"`
 }
 
 // rawValue sizes the raw phase's values like a status change's: an
@@ -48,6 +56,7 @@ func rawCAS(ctx context.Context, dir string, par int, d time.Duration) (Raw, err
 
 	counts := make([]int64, par)
 	errs := make([]error, par)
+	fs0, fsum0 := walFsyncs()
 	cpu0 := selfCPU()
 	start := time.Now()
 	end := start.Add(d)
@@ -79,6 +88,7 @@ func rawCAS(ctx context.Context, dir string, par int, d time.Duration) (Raw, err
 	wg.Wait()
 	took := time.Since(start)
 	cpu := selfCPU() - cpu0
+	fs1, fsum1 := walFsyncs()
 	if err := errors.Join(errs...); err != nil {
 		return Raw{}, err
 	}
@@ -89,7 +99,32 @@ func rawCAS(ctx context.Context, dir string, par int, d time.Duration) (Raw, err
 	if n == 0 {
 		return Raw{}, errors.New("throughput: no raw transaction completed")
 	}
-	return Raw{Txns: n, Seconds: took.Seconds(), TxnPerSec: float64(n) / took.Seconds(), CPUUsPerTx: us(cpu) / float64(n)}, nil
+	r := Raw{Txns: n, Seconds: took.Seconds(), TxnPerSec: float64(n) / took.Seconds(), CPUUsPerTx: us(cpu) / float64(n), Fsyncs: int64(fs1 - fs0)}
+	if r.Fsyncs > 0 {
+		r.FsyncMs = 1000 * (fsum1 - fsum0) / float64(r.Fsyncs)
+		r.TxnPerFsync = float64(n) / float64(r.Fsyncs)
+	}
+	return r, nil
+}
+
+// walFsyncs reads the count and sum (seconds) of etcd's WAL fsync
+// histogram from this process's default Prometheus registry, where an
+// embedded member registers its metrics; zeros when it is not there.
+func walFsyncs() (count uint64, sum float64) {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return 0, 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "etcd_disk_wal_fsync_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			count += m.GetHistogram().GetSampleCount()
+			sum += m.GetHistogram().GetSampleSum()
+		}
+	}
+	return count, sum
 }
 
 // rawRanger reads a prefix of the server's etcd the way a client of

@@ -71,8 +71,8 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "cpu attribution: %s\n\n", r.Attribution)
 
 	fmt.Fprintf(w, "1 raw etcd (same config, in-process client, 2-key CAS txn, %d goroutines)\n", r.Clients)
-	fmt.Fprintf(w, "  %d txns in %.2fs: %.0f txn/s, %.1f µs CPU per txn (member and client)\n\n",
-		r.Raw.Txns, r.Raw.Seconds, r.Raw.TxnPerSec, r.Raw.CPUUsPerTx)
+	fmt.Fprintf(w, "  %d txns in %.2fs: %.0f txn/s, %.1f µs CPU per txn (member and client); %d WAL fsyncs of %.2f ms mean, %.1f txns each\n\n",
+		r.Raw.Txns, r.Raw.Seconds, r.Raw.TxnPerSec, r.Raw.CPUUsPerTx, r.Raw.Fsyncs, r.Raw.FsyncMs, r.Raw.TxnPerFsync)
 
 	p := r.Path
 	fmt.Fprintf(w, "2 whole path (stop/start over HTTP, %d clients × %d instances, each action waited for by polling every %v)\n",
@@ -83,8 +83,8 @@ func (r *Report) Print(w io.Writer) {
 	e := r.Etcd
 	fmt.Fprintf(w, "3 etcd per action (2 status changes), from the server's /metrics (etcd counts a compare as a range, and any request of\n")
 	fmt.Fprintf(w, "  more than one operation as a txn; raft proposals are the write requests)\n")
-	fmt.Fprintf(w, "  txn %.2f  put %.2f  delete %.2f  range %.2f (of which the client's polls %.2f)  raft proposals %.2f  wal fsyncs %.2f\n\n",
-		e.Txn, e.Put, e.Delete, e.Range, e.Polls, e.Proposals, e.Fsyncs)
+	fmt.Fprintf(w, "  txn %.2f  put %.2f  delete %.2f  range %.2f (of which the client's polls %.2f)  raft proposals %.2f  wal fsyncs %.2f (%.2f ms mean)\n\n",
+		e.Txn, e.Put, e.Delete, e.Range, e.Polls, e.Proposals, e.Fsyncs, e.FsyncMs)
 
 	c := r.CPU
 	fmt.Fprintf(w, "4 CPU per status change: lucid serve %.0f µs, plugin %.0f µs, load generator %.0f µs (raw etcd: %.1f µs per txn)\n",

@@ -138,6 +138,7 @@ var etcdCounters = []string{
 	"etcd_mvcc_range_total",  // ranged reads, including those inside transactions
 	"etcd_server_proposals_committed_total",
 	"etcd_disk_wal_fsync_duration_seconds_count", // WAL fsyncs
+	"etcd_disk_wal_fsync_duration_seconds_sum",   // and the time they took
 }
 
 // metrics reads the server's /metrics and sums each of etcdCounters over

@@ -40,8 +40,9 @@ func TestCommandEndToEnd(t *testing.T) {
 	if r.Clients != 3 || r.PerClient != 2 || r.Instances != 7 || r.Duration != "300ms" {
 		t.Errorf("report shape %+v, want the flags' values", r)
 	}
-	if r.Raw.Txns <= 0 || r.Raw.TxnPerSec <= 0 || r.Raw.CPUUsPerTx <= 0 {
-		t.Errorf("raw %+v: want transactions, a rate and their CPU", r.Raw)
+	if r.Raw.Txns <= 0 || r.Raw.TxnPerSec <= 0 || r.Raw.CPUUsPerTx <= 0 || r.Raw.Fsyncs <= 0 || r.Raw.FsyncMs <= 0 ||
+		math.Abs(r.Raw.TxnPerFsync-float64(r.Raw.Txns)/float64(r.Raw.Fsyncs)) > 1e-9 {
+		t.Errorf("raw %+v: want transactions, a rate, their CPU and the member's fsyncs", r.Raw)
 	}
 	p := r.Path
 	// Each stop or start is exactly two status changes, counted from
@@ -53,7 +54,7 @@ func TestCommandEndToEnd(t *testing.T) {
 		t.Errorf("ratio %v, want changes/s over raw txn/s = %v", p.Ratio, want)
 	}
 	// Each action writes at least its two changes, each one transaction.
-	if e := r.Etcd; e.Txn < 2 || e.Put < 2 || e.Range <= 0 || e.Proposals < 2 || e.Polls != p.PollsPerAction {
+	if e := r.Etcd; e.Txn < 2 || e.Put < 2 || e.Range <= 0 || e.Proposals < 2 || e.Polls != p.PollsPerAction || e.Fsyncs <= 0 || e.FsyncMs <= 0 {
 		t.Errorf("etcd per action %+v: want at least 2 txns, puts and proposals, some ranges, the polls of the path", e)
 	}
 	c := r.CPU
