@@ -37,7 +37,7 @@ type Target struct {
 // setup says what the server and the load are, for the report's header.
 const setup = "lucid serve in its own process: embedded etcd with fsync, fake driver with zero delay, " +
 	"transitions validate policy on, reconciler on (30s sweep, as in config.hcl), authentication OFF " +
-	"(loopback only: no token checks). The load is this process, over HTTP/1.1 keep-alive."
+	"(loopback only: no token checks), no rate limit. The load is this process, over HTTP/1.1 keep-alive."
 
 func (r *Report) targets() {
 	r.Setup = setup

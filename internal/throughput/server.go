@@ -17,17 +17,18 @@ import (
 
 // serverConfig is the default config.hcl's shape with what a benchmark
 // must change: ports chosen by the server, the fake driver without its
-// boot delay, no quota, authentication off (loopback only). The
-// validate and reconcile policies and the reconciler are the default
-// config's.
+// boot delay, no quota, no rate limit (the default's 20 changing
+// requests/s per user would throttle a load that is one user),
+// authentication off (loopback only). The validate and reconcile
+// policies and the reconciler are the default config's.
 func serverConfig(cfg Config) string {
 	cache := ""
 	if cfg.CacheDir != "" {
 		cache = fmt.Sprintf("cache_dir = %q\n", cfg.CacheDir)
 	}
 	return fmt.Sprintf(`# Written by lucid bench throughput: the default config.hcl, with the
-# fake driver's boot delay at zero, no quota and authentication off (the
-# API listens on loopback only).
+# fake driver's boot delay at zero, no quota, no rate limit and
+# authentication off (the API listens on loopback only).
 node = "bench"
 %s
 store {
