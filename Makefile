@@ -22,7 +22,7 @@ FUZZMINIMIZE ?= 1s
 SOAK_CHANGES ?= 200000
 SOAK = $(BIN)/lucid bench soak --changes $(SOAK_CHANGES) --quota-mib 64 --policy-timeout 1s
 
-.PHONY: all build run test test-deps fuzz soak vet bench clean
+.PHONY: all build run test test-deps fuzz soak vet bench bench-throughput clean
 
 all: build
 
@@ -68,6 +68,13 @@ soak: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./...
+
+# The whole path against raw etcd, with what each status change costs
+# (internal/throughput). Not part of make test: it measures, it does not
+# check. THROUGHPUT_FLAGS=--json for machine-readable output.
+THROUGHPUT_FLAGS ?=
+bench-throughput: build
+	$(BIN)/lucid bench throughput $(THROUGHPUT_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -269,5 +271,22 @@ func TestAccessLog(t *testing.T) {
 	}
 	if want := "[GET / 200 POST /v2.1/flavors 405 GET /v2.1/ 406]"; fmt.Sprint(got) != want || strings.Count(buf.String(), "\n") != 3 {
 		t.Fatalf("access log:\n%s\nparsed %v, want %s", buf.String(), got, want)
+	}
+}
+
+// The server bodies' fields are in the byte order of their JSON keys, the
+// order encoding/json gave the maps they replaced: what clients get is the
+// same bytes.
+func TestServerBodyFieldsInKeyOrder(t *testing.T) {
+	for _, v := range []any{serverBody{}, serverSummary{}, serverRef{}, serverFault{}} {
+		typ := reflect.TypeOf(v)
+		var keys []string
+		for i := range typ.NumField() {
+			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+			keys = append(keys, name)
+		}
+		if !slices.IsSorted(keys) {
+			t.Errorf("%s's JSON keys are not in byte order: %v", typ.Name(), keys)
+		}
 	}
 }

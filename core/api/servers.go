@@ -270,7 +270,7 @@ func (s *Server) listServers(detail bool) http.HandlerFunc {
 			if detail {
 				out = append(out, serverDetail(r, rec))
 			} else {
-				out = append(out, map[string]any{"id": rec.State.ID, "name": rec.State.Name, "links": selfAndBookmark(r, "servers", rec.State.ID)})
+				out = append(out, serverSummary{ID: rec.State.ID, Links: selfAndBookmark(r, "servers", rec.State.ID), Name: rec.State.Name})
 			}
 		}
 		body := map[string]any{"servers": out}
@@ -326,7 +326,7 @@ func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
 	}
 	if ab.body {
 		v := serverBasic(r, rec)
-		v["adminPass"] = adminPass()
+		v.AdminPass = adminPass()
 		writeJSON(w, ab.code, map[string]any{"server": v})
 		return
 	}
@@ -435,44 +435,109 @@ func orNothing(raw json.RawMessage) string {
 	return string(raw)
 }
 
+// serverSummary is a server in a listing without details; its fields in
+// their keys' byte order, as serverBody's.
+type serverSummary struct {
+	ID    string `json:"id"`
+	Links []link `json:"links"`
+	Name  string `json:"name"`
+}
+
+// serverBody is Nova's server view, basic or detailed, as a struct so a
+// listing of a thousand servers encodes without building and sorting a
+// map per server (see core/api/RATIONALE.md, "Server bodies"). Its fields
+// are in the byte order of their JSON keys, the order encoding/json gave
+// the map this replaced, so the bytes on the wire did not change. A field
+// only some answers carry is omitempty: a pointer, or a json.RawMessage
+// where the answer's value is null.
+type serverBody struct {
+	DiskConfig string `json:"OS-DCF:diskConfig"`
+	// Detail only.
+	Host       *string         `json:"OS-EXT-SRV-ATTR:host,omitempty"`
+	PowerState *int            `json:"OS-EXT-STS:power_state,omitempty"`
+	TaskState  json.RawMessage `json:"OS-EXT-STS:task_state,omitempty"`
+	VMState    *string         `json:"OS-EXT-STS:vm_state,omitempty"`
+
+	AccessIPv4 string   `json:"accessIPv4"`
+	AccessIPv6 string   `json:"accessIPv6"`
+	Addresses  struct{} `json:"addresses"`
+	// AdminPass: rebuild's answer only.
+	AdminPass string `json:"adminPass,omitempty"`
+	Created   string `json:"created"`
+	// Description: from 2.19, always null.
+	Description json.RawMessage `json:"description,omitempty"`
+	Fault       *serverFault    `json:"fault,omitempty"`
+	Flavor      serverRef       `json:"flavor"`
+	HostID      string          `json:"hostId"`
+	ID          string          `json:"id"`
+	Image       serverRef       `json:"image"`
+	// KeyName: detail only, always null.
+	KeyName json.RawMessage `json:"key_name,omitempty"`
+	Links   []link          `json:"links"`
+	// Locked: from 2.9, always false.
+	Locked   *bool             `json:"locked,omitempty"`
+	Metadata map[string]string `json:"metadata"`
+	Name     string            `json:"name"`
+	// Volumes: detail only, always empty.
+	Volumes  *[0]struct{} `json:"os-extended-volumes:volumes_attached,omitempty"`
+	Status   string       `json:"status"`
+	TenantID string       `json:"tenant_id"`
+	Updated  string       `json:"updated"`
+	UserID   string       `json:"user_id"`
+}
+
+// serverRef is a server's flavor or image: its id and bookmark link.
+type serverRef struct {
+	ID    string `json:"id"`
+	Links []link `json:"links"`
+}
+
+type serverFault struct {
+	Code    int    `json:"code"`
+	Created string `json:"created"`
+	Message string `json:"message"`
+}
+
+var (
+	jsonNull = json.RawMessage("null")
+	isFalse  = false
+)
+
 // serverBasic is Nova's basic server view (what rebuild answers with):
 // only keys of tempest's common_show_server schema, and from 2.9 locked
 // (false: Lucid has no locking), from 2.19 description (null: Lucid
 // stores none).
-func serverBasic(r *http.Request, rec store.Record) map[string]any {
+func serverBasic(r *http.Request, rec store.Record) *serverBody {
 	st := rec.State
 	md := st.Metadata
 	if md == nil {
 		md = map[string]string{}
 	}
-	v := map[string]any{
-		"id":                st.ID,
-		"name":              st.Name,
-		"status":            string(rec.Status()),
-		"tenant_id":         st.Project,
-		"user_id":           st.User,
-		"metadata":          md,
-		"hostId":            hostID(st.Project, st.Node),
-		"image":             map[string]any{"id": st.Image.ID, "links": bookmark(r, "images", st.Image.ID)},
-		"flavor":            map[string]any{"id": st.Flavor.ID, "links": bookmark(r, "flavors", st.Flavor.ID)},
-		"created":           timestamp(st.CreatedAt),
-		"updated":           timestamp(st.UpdatedAt),
-		"addresses":         map[string]any{},
-		"accessIPv4":        "",
-		"accessIPv6":        "",
-		"links":             selfAndBookmark(r, "servers", st.ID),
-		"OS-DCF:diskConfig": diskConfig,
+	v := &serverBody{
+		ID:         st.ID,
+		Name:       st.Name,
+		Status:     string(rec.Status()),
+		TenantID:   st.Project,
+		UserID:     st.User,
+		Metadata:   md,
+		HostID:     hostID(st.Project, st.Node),
+		Image:      serverRef{ID: st.Image.ID, Links: bookmark(r, "images", st.Image.ID)},
+		Flavor:     serverRef{ID: st.Flavor.ID, Links: bookmark(r, "flavors", st.Flavor.ID)},
+		Created:    timestamp(st.CreatedAt),
+		Updated:    timestamp(st.UpdatedAt),
+		Links:      selfAndBookmark(r, "servers", st.ID),
+		DiskConfig: diskConfig,
 	}
 	if atLeast(r, versionLocked) {
-		v["locked"] = false
+		v.Locked = &isFalse
 	}
 	if atLeast(r, versionDescription) {
-		v["description"] = nil
+		v.Description = jsonNull
 	}
 	if rec.Err != nil {
-		v["fault"] = map[string]any{"code": 500, "message": "the stored record cannot be read; see /v1/instances/" + st.ID, "created": timestamp(st.UpdatedAt)}
+		v.Fault = &serverFault{Code: 500, Message: "the stored record cannot be read; see /v1/instances/" + st.ID, Created: timestamp(st.UpdatedAt)}
 	} else if f := st.Fault; f != nil {
-		v["fault"] = map[string]any{"code": f.Code, "message": f.Message, "created": timestamp(f.At)}
+		v.Fault = &serverFault{Code: f.Code, Message: f.Message, Created: timestamp(f.At)}
 	}
 	return v
 }
@@ -480,22 +545,22 @@ func serverBasic(r *http.Request, rec store.Record) map[string]any {
 // serverDetail is Nova's detailed server view (show, list detail): the
 // basic view plus the extended status and host attributes. The transition
 // in flight, flags and the full fault are in /v1/instances.
-func serverDetail(r *http.Request, rec store.Record) map[string]any {
+func serverDetail(r *http.Request, rec store.Record) *serverBody {
 	v := serverBasic(r, rec)
 	st := rec.State
-	var task any
+	v.TaskState = jsonNull
 	if ts := instance.TaskState(rec.Transition); ts != "" {
-		task = ts
+		v.TaskState, _ = json.Marshal(ts) // a string always encodes
 	}
-	v["OS-EXT-STS:vm_state"] = string(st.VMState)
-	v["OS-EXT-STS:task_state"] = task
-	v["OS-EXT-STS:power_state"] = instance.PowerCode(st.PowerState)
-	v["OS-EXT-SRV-ATTR:host"] = st.Node
-	v["key_name"] = nil
-	v["os-extended-volumes:volumes_attached"] = []any{}
+	vm := string(st.VMState)
 	if rec.Err != nil {
-		v["OS-EXT-STS:vm_state"] = string(instance.Error)
+		vm = string(instance.Error)
 	}
+	power := instance.PowerCode(st.PowerState)
+	host := st.Node
+	v.VMState, v.PowerState, v.Host = &vm, &power, &host
+	v.KeyName = jsonNull
+	v.Volumes = &[0]struct{}{}
 	return v
 }
 

@@ -51,7 +51,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			{
 				Name:        "bench",
 				Usage:       "measure a running Lucid",
-				Subcommands: []*ucli.Command{benchSoakCommand()},
+				Subcommands: []*ucli.Command{benchSoakCommand(), benchThroughputCommand()},
 			},
 			{
 				Name:        "flavor",

@@ -202,3 +202,26 @@ func TestServeRefusesPolicySettings(t *testing.T) {
 		t.Fatalf("serve with bad policy settings: %v, want it at %s", err, want)
 	}
 }
+
+// bench throughput refuses bad flags before it starts anything, naming
+// the flag.
+func TestBenchThroughputRefusesBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--duration", "10ms"}, "--duration 10ms: want at least 100ms"},
+		{[]string{"--clients", "0"}, "--clients 0: want at least 1"},
+		{[]string{"--instances", "-5"}, "--instances -5: want at least 1"},
+		{[]string{"--per-client", "0"}, "--per-client 0: want at least 1"},
+		{[]string{"extra"}, `bench throughput takes no arguments, got "extra"`},
+		{[]string{"--duration", "soon"}, `invalid value "soon" for flag -duration`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, err := run(t, append([]string{"bench", "throughput"}, tc.args...)...)
+			if err == nil || !strings.Contains(err.Error()+out, tc.want) {
+				t.Fatalf("err = %v, output %q; want %q", err, out, tc.want)
+			}
+		})
+	}
+}

@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -22,6 +24,9 @@ func serveCommand() *ucli.Command {
 		Flags: []ucli.Flag{
 			configFlag(),
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			// For `lucid bench throughput`: the server's CPU profile, from
+			// ready to stop (startup is left out: it is not the load).
+			&ucli.StringFlag{Name: "cpu-profile", Hidden: true, Usage: "profile CPU from ready to stop into `FILE`"},
 		},
 		Action: func(c *ucli.Context) error {
 			logger, err := newLogger(c.App.ErrWriter, c.String("log-level"))
@@ -32,11 +37,26 @@ func serveCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
+			var profile *os.File
+			if path := c.String("cpu-profile"); path != "" {
+				// Created first, so a bad path fails before anything starts.
+				if profile, err = os.Create(path); err != nil {
+					return fmt.Errorf("--cpu-profile: %w", err)
+				}
+				defer profile.Close()
+			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			n, err := node.Start(ctx, cfg, logger)
 			if err != nil {
 				return err
+			}
+			if profile != nil {
+				// Deferred after the shutdown below, which it covers too.
+				if err := pprof.StartCPUProfile(profile); err != nil {
+					return errors.Join(fmt.Errorf("--cpu-profile: %w", err), n.Close(context.WithoutCancel(ctx)))
+				}
+				defer pprof.StopCPUProfile()
 			}
 			if !cfg.ReconcilerEnabled() {
 				// Say so rather than let an operator believe mismatches are

@@ -7,7 +7,6 @@
 package instance
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,16 +83,6 @@ type Flavor struct {
 	DiskGB int    `json:"disk_gb"`
 }
 
-// UnmarshalJSON also reads schema 1's bare flavor id.
-func (f *Flavor) UnmarshalJSON(b []byte) error {
-	if s, ok := legacyID(b); ok {
-		*f = Flavor{ID: s, Name: s}
-		return nil
-	}
-	type plain Flavor
-	return json.Unmarshal(b, (*plain)(f))
-}
-
 // Image is what an instance was built from, as the catalog said then.
 type Image struct {
 	ID         string `json:"id"`
@@ -102,26 +91,68 @@ type Image struct {
 	DiskFormat string `json:"disk_format,omitempty"`
 }
 
-// UnmarshalJSON also reads schema 1's bare image id.
-func (i *Image) UnmarshalJSON(b []byte) error {
-	if s, ok := legacyID(b); ok {
-		*i = Image{ID: s, Name: s}
-		return nil
+// Schema 1 stored a flavor and an image as their bare ids. DecodeState
+// and DecodeTransition read that form when decoding the current one
+// fails on it (legacyRef), rather than through an UnmarshalJSON method
+// on Flavor and Image: such a method makes encoding/json validate and
+// decode each of those objects a second time, on every read of every
+// record (about 7% of a listing's CPU).
+
+// legacyRef reports whether err is decoding a bare id (schema 1) into a
+// flavor or image field of a record.
+func legacyRef(err error) bool {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) || te.Value != "string" {
+		return false
 	}
-	type plain Image
-	return json.Unmarshal(b, (*plain)(i))
+	switch te.Field {
+	case "flavor", "old_flavor", "image":
+		return true
+	}
+	return false
 }
 
-func legacyID(b []byte) (string, bool) {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || b[0] != '"' {
-		return "", false
+// refs are a record's flavor and image fields undecoded, for a record
+// with schema 1's bare ids among them. (The decoders below declare them
+// beside the embedded record, not by embedding refs: encoding/json
+// ignores two fields of one name at the same depth.)
+type refs struct {
+	Flavor, OldFlavor, Image json.RawMessage
+}
+
+// decode fills the flavors and the image from r, each in either form; a
+// field that is absent or null is left alone.
+func (r refs) decode(flavor, oldFlavor **Flavor, image **Image) error {
+	if err := decodeRef(r.Flavor, flavor, func(id string) Flavor { return Flavor{ID: id, Name: id} }); err != nil {
+		return fmt.Errorf("flavor: %w", err)
 	}
-	var s string
-	if json.Unmarshal(b, &s) != nil {
-		return "", false
+	if err := decodeRef(r.OldFlavor, oldFlavor, func(id string) Flavor { return Flavor{ID: id, Name: id} }); err != nil {
+		return fmt.Errorf("old_flavor: %w", err)
 	}
-	return s, true
+	if err := decodeRef(r.Image, image, func(id string) Image { return Image{ID: id, Name: id} }); err != nil {
+		return fmt.Errorf("image: %w", err)
+	}
+	return nil
+}
+
+// decodeRef decodes raw, an object or a bare id (fromID), into a new T
+// at *dst; nil dst ignores the field, and absent or null leaves *dst.
+func decodeRef[T any](raw json.RawMessage, dst **T, fromID func(string) T) error {
+	if dst == nil || len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	var v T
+	if raw[0] == '"' {
+		var id string
+		if err := json.Unmarshal(raw, &id); err != nil {
+			return err
+		}
+		v = fromID(id)
+	} else if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	*dst = &v
+	return nil
 }
 
 // Fault explains why an instance is in ERROR, or why an action failed and
@@ -251,7 +282,11 @@ type HistoryRecord struct {
 // DecodeState reads a stored state, migrating older schemas.
 func DecodeState(b []byte) (State, error) {
 	var st State
-	if err := json.Unmarshal(b, &st); err != nil {
+	if err := json.Unmarshal(b, &st); legacyRef(err) {
+		if st, err = decodeLegacyState(b); err != nil {
+			return State{}, err
+		}
+	} else if err != nil {
 		return State{}, err
 	}
 	if st.Schema > StateSchema {
@@ -264,13 +299,56 @@ func DecodeState(b []byte) (State, error) {
 // DecodeTransition reads a stored transition, migrating older schemas.
 func DecodeTransition(b []byte) (Transition, error) {
 	var t Transition
-	if err := json.Unmarshal(b, &t); err != nil {
+	if err := json.Unmarshal(b, &t); legacyRef(err) {
+		if t, err = decodeLegacyTransition(b); err != nil {
+			return Transition{}, err
+		}
+	} else if err != nil {
 		return Transition{}, err
 	}
 	if t.Schema > TransitionSchema {
 		return Transition{}, fmt.Errorf("%w: transition schema %d, this Lucid knows up to %d", ErrNewerSchema, t.Schema, TransitionSchema)
 	}
 	t.Schema = TransitionSchema // schema 1's args were never used
+	return t, nil
+}
+
+// decodeLegacyState decodes a state whose flavor, old flavor or image is
+// a bare id (schema 1).
+func decodeLegacyState(b []byte) (State, error) {
+	var v struct {
+		State
+		Flavor    json.RawMessage `json:"flavor"`
+		OldFlavor json.RawMessage `json:"old_flavor"`
+		Image     json.RawMessage `json:"image"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return State{}, err
+	}
+	st := v.State
+	flavor, image := &st.Flavor, &st.Image
+	if err := (refs{v.Flavor, v.OldFlavor, v.Image}).decode(&flavor, &st.OldFlavor, &image); err != nil {
+		return State{}, err
+	}
+	st.Flavor, st.Image = *flavor, *image
+	return st, nil
+}
+
+// decodeLegacyTransition decodes a transition whose flavor or image is a
+// bare id.
+func decodeLegacyTransition(b []byte) (Transition, error) {
+	var v struct {
+		Transition
+		Flavor json.RawMessage `json:"flavor"`
+		Image  json.RawMessage `json:"image"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return Transition{}, err
+	}
+	t := v.Transition
+	if err := (refs{Flavor: v.Flavor, Image: v.Image}).decode(&t.Flavor, nil, &t.Image); err != nil {
+		return Transition{}, err
+	}
 	return t, nil
 }
 

@@ -244,3 +244,51 @@ func TestDecodeMigrates(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// Every place schema 1 put a bare id is read, in any mix with the current
+// objects, and only a bare id is: any other misfit is still an error.
+func TestDecodeBareIDs(t *testing.T) {
+	small := Flavor{ID: "m1.small", Name: "m1.small"}
+	built := Flavor{ID: "m1.big", VCPUs: 2}
+	cirros := Image{ID: "cirros", Name: "cirros"}
+	for _, tc := range []struct {
+		name      string
+		in        string
+		flavor    Flavor
+		oldFlavor *Flavor
+		image     Image
+		err       string
+	}{
+		{"current", `{"schema":2,"flavor":{"id":"m1.big","vcpus":2},"image":{"id":"cirros","name":"cirros"}}`, built, nil, cirros, ""},
+		{"schema 1", `{"flavor":"m1.small","image":"cirros"}`, small, nil, cirros, ""},
+		{"bare image only", `{"flavor":{"id":"m1.big","vcpus":2},"image":"cirros"}`, built, nil, cirros, ""},
+		{"bare old flavor", `{"flavor":{"id":"m1.big","vcpus":2},"old_flavor":"m1.small","image":"cirros"}`, built, &small, cirros, ""},
+		{"object old flavor beside a bare flavor", `{"flavor":"m1.small","old_flavor":{"id":"m1.big","vcpus":2}}`, small, &built, Image{}, ""},
+		{"null flavor beside a bare image", `{"flavor":null,"image":"cirros"}`, Flavor{}, nil, cirros, ""},
+		{"a number is no id", `{"flavor":7}`, Flavor{}, nil, Image{}, "cannot unmarshal number"},
+		{"another misfit beside a bare id", `{"flavor":"m1.small","history_seq":"x"}`, Flavor{}, nil, Image{}, "cannot unmarshal string"},
+		{"a misfit inside a flavor beside a bare image", `{"flavor":{"vcpus":"2"},"image":"cirros"}`, Flavor{}, nil, Image{}, "cannot unmarshal string into Go struct field Flavor.flavor.vcpus"},
+		{"a misfit inside a flavor after a bare image", `{"image":"cirros","flavor":{"vcpus":"2"}}`, Flavor{}, nil, Image{}, "flavor: json: cannot unmarshal string"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := DecodeState([]byte(tc.in))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("DecodeState = %+v, %v; want an error containing %q", st, err, tc.err)
+				}
+				return
+			}
+			if err != nil || st.Flavor != tc.flavor || st.Image != tc.image || (st.OldFlavor == nil) != (tc.oldFlavor == nil) ||
+				(st.OldFlavor != nil && *st.OldFlavor != *tc.oldFlavor) || st.Schema != StateSchema {
+				t.Fatalf("DecodeState = %+v (old flavor %v), %v; want flavor %+v, old %v, image %+v", st, st.OldFlavor, err, tc.flavor, tc.oldFlavor, tc.image)
+			}
+		})
+	}
+	tr, err := DecodeTransition([]byte(`{"action":"resize","steps":["RESIZE"],"flavor":"m1.small","image":{"id":"cirros","name":"cirros"}}`))
+	if err != nil || tr.Flavor == nil || *tr.Flavor != small || tr.Image == nil || *tr.Image != cirros || tr.Current() != StatusResize {
+		t.Fatalf("DecodeTransition = %+v, %v; want the bare flavor read", tr, err)
+	}
+	if tr, err := DecodeTransition([]byte(`{"action":"resize","image":3}`)); err == nil {
+		t.Fatalf("DecodeTransition = %+v; want an error for a number image", tr)
+	}
+}

@@ -14,8 +14,9 @@ import (
 	"time"
 )
 
-// server is the `lucid serve` subprocess under load.
-type server struct {
+// Server is a `lucid serve` subprocess under load: the soak's, and the
+// one `lucid bench throughput` measures (internal/throughput).
+type Server struct {
 	cmd     *exec.Cmd
 	plugin  string
 	apiURL  string
@@ -86,22 +87,44 @@ auth { enabled = false }
 `, cache, cfg.QuotaMiB, compaction, cfg.Plugin, cfg.Policy, cfg.PolicySettings, timeout, cfg.MaxRecords, cfg.DeletedTTL.String())
 }
 
-// startServer writes the config and starts `lucid serve` on it, and
+// startServer starts the soak's server on its config.
+func startServer(ctx context.Context, cfg Config) (*Server, error) {
+	return StartServer(ctx, ServerConfig{Lucid: cfg.Lucid, Plugin: cfg.Plugin, Dir: cfg.Dir, Config: config(cfg)})
+}
+
+// ServerConfig says how to start a Server.
+type ServerConfig struct {
+	// Lucid is the lucid executable and Plugin the driver plugin the
+	// config names (it is how PluginPID tells the plugin among the
+	// server's children). Absolute paths.
+	Lucid, Plugin string
+	// Dir receives config.hcl and serve.log, and is the server's working
+	// directory (relative paths in Config are relative to it).
+	Dir string
+	// Config is the text of config.hcl. Its api.listen should be port 0
+	// on loopback: the addresses are read from the "lucid ready" line.
+	Config string
+	// Args are more arguments to `lucid serve` (e.g. --cpu-profile).
+	Args []string
+}
+
+// StartServer writes the config and starts `lucid serve` on it, and
 // returns once it is ready. The server's output goes to serve.log in
-// cfg.Dir; it is sent SIGTERM if this process dies.
-func startServer(ctx context.Context, cfg Config) (*server, error) {
+// cfg.Dir; it is sent SIGTERM if this process dies. The caller stops it
+// with Stop.
+func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("soak: %w", err)
 	}
 	path := filepath.Join(cfg.Dir, "config.hcl")
-	if err := os.WriteFile(path, []byte(config(cfg)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(cfg.Config), 0o600); err != nil {
 		return nil, fmt.Errorf("soak: %w", err)
 	}
 	logFile, err := os.OpenFile(filepath.Join(cfg.Dir, "serve.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("soak: %w", err)
 	}
-	cmd := exec.Command(cfg.Lucid, "serve", "--config", path, "--log-level", "info")
+	cmd := exec.Command(cfg.Lucid, append([]string{"serve", "--config", path, "--log-level", "info"}, cfg.Args...)...)
 	cmd.Dir = cfg.Dir
 	cmd.Stdout = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -114,7 +137,7 @@ func startServer(ctx context.Context, cfg Config) (*server, error) {
 		logFile.Close()
 		return nil, fmt.Errorf("soak: start lucid serve: %w", err)
 	}
-	s := &server{cmd: cmd, plugin: cfg.Plugin, log: newServeLog(), exited: make(chan struct{})}
+	s := &Server{cmd: cmd, plugin: cfg.Plugin, log: newServeLog(), exited: make(chan struct{})}
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
@@ -140,19 +163,27 @@ func startServer(ctx context.Context, cfg Config) (*server, error) {
 		return nil, fmt.Errorf("soak: lucid serve exited before it was ready (%v); its log is %s:\n%s",
 			s.waitErr, filepath.Join(cfg.Dir, "serve.log"), s.log.tail())
 	case <-time.After(2 * time.Minute):
-		s.stop()
+		s.Stop()
 		return nil, fmt.Errorf("soak: lucid serve not ready after 2 minutes; its log:\n%s", s.log.tail())
 	case <-ctx.Done():
-		s.stop()
+		s.Stop()
 		return nil, ctx.Err()
 	}
 }
 
-func (s *server) pid() int { return s.cmd.Process.Pid }
+// PID is the server's process id.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
 
-// stop sends SIGTERM and waits (30s, then SIGKILL). A server that had
+// API is the base URL of the server's API ("http://127.0.0.1:port").
+func (s *Server) API() string { return s.apiURL }
+
+// EtcdURL is the client URL of the server's embedded etcd member (a unix
+// socket in its data directory).
+func (s *Server) EtcdURL() string { return s.etcdURL }
+
+// Stop sends SIGTERM and waits (30s, then SIGKILL). A server that had
 // already exited, or exits with an error, is an error: it died under load.
-func (s *server) stop() error {
+func (s *Server) Stop() error {
 	select {
 	case <-s.exited:
 		return fmt.Errorf("soak: lucid serve exited during the run: %v; its log ends:\n%s", s.waitErr, s.log.tail())
@@ -172,9 +203,9 @@ func (s *server) stop() error {
 	return nil
 }
 
-// pluginPID finds the driver plugin among the server's children (0: none
+// PluginPID finds the driver plugin among the server's children (0: none
 // running).
-func (s *server) pluginPID() int {
+func (s *Server) PluginPID() int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
@@ -191,7 +222,7 @@ func (s *server) pluginPID() int {
 		// Field 4 is the parent; field 2 (comm) may hold spaces but
 		// ends with the last ')'.
 		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(f) < 2 || f[1] != strconv.Itoa(s.pid()) {
+		if len(f) < 2 || f[1] != strconv.Itoa(s.PID()) {
 			continue
 		}
 		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && exe == s.plugin {
@@ -222,8 +253,9 @@ func rss(pid int) int64 {
 	return 0
 }
 
-// cpu reads a process's CPU time (user + system); 0 if it cannot.
-func cpu(pid int) time.Duration {
+// CPU reads a process's CPU time (user + system) from /proc; 0 if it
+// cannot. Its resolution is the kernel's clock tick (10ms).
+func CPU(pid int) time.Duration {
 	if pid == 0 {
 		return 0
 	}

@@ -199,7 +199,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res, err := drive(ctx, cfg, srv)
-	stopErr := srv.stop()
+	stopErr := srv.Stop()
 	if res != nil {
 		res.Log = srv.log.stats()
 		res.check()
@@ -217,14 +217,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 // drive creates the pool, runs the load while sampling, and verifies the
 // history of every instance left.
-func drive(ctx context.Context, cfg Config, srv *server) (*Result, error) {
-	st, err := store.Open(ctx, store.Config{Endpoints: []string{srv.etcdURL}, Prefix: "/lucid"})
+func drive(ctx context.Context, cfg Config, srv *Server) (*Result, error) {
+	st, err := store.Open(ctx, store.Config{Endpoints: []string{srv.EtcdURL()}, Prefix: "/lucid"})
 	if err != nil {
 		return nil, fmt.Errorf("soak: reach the server's etcd: %w", err)
 	}
 	defer st.Close()
 	res := &Result{Config: cfg}
-	api := newAPI(srv.apiURL, cfg.Workers)
+	api := newAPI(srv.API(), cfg.Workers)
 	var failures failureLog
 	ws := make([]*worker, cfg.Workers)
 	for i := range ws {
@@ -252,8 +252,8 @@ func drive(ctx context.Context, cfg Config, srv *server) (*Result, error) {
 	for _, w := range ws {
 		w.done, w.target = &done, cfg.Changes
 	}
-	serveCPU0, pluginPID, soakCPU0 := cpu(srv.pid()), srv.pluginPID(), selfCPU()
-	pluginCPU0 := cpu(pluginPID)
+	serveCPU0, pluginPID, soakCPU0 := CPU(srv.PID()), srv.PluginPID(), selfCPU()
+	pluginCPU0 := CPU(pluginPID)
 	start := time.Now()
 	sctx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan []Sample, 1)
@@ -261,9 +261,9 @@ func drive(ctx context.Context, cfg Config, srv *server) (*Result, error) {
 	go func() { sampled <- append([]Sample{base}, sample(sctx, cfg, srv, st, start, &done)...) }()
 	loadErr := each(ws, func(w *worker) error { return w.run(ctx) })
 	res.Took = time.Since(start)
-	res.ServeCPU, res.SoakCPU = cpu(srv.pid())-serveCPU0, selfCPU()-soakCPU0
-	if srv.pluginPID() == pluginPID {
-		res.PluginCPU = cpu(pluginPID) - pluginCPU0
+	res.ServeCPU, res.SoakCPU = CPU(srv.PID())-serveCPU0, selfCPU()-soakCPU0
+	if srv.PluginPID() == pluginPID {
+		res.PluginCPU = CPU(pluginPID) - pluginCPU0
 	}
 	stopSampling()
 	res.Samples = <-sampled
@@ -305,7 +305,7 @@ func each(ws []*worker, fn func(*worker) error) error {
 }
 
 // sample reads the server every cfg.Sample until ctx ends.
-func sample(ctx context.Context, cfg Config, srv *server, st *store.Store, start time.Time, done *atomic.Int64) []Sample {
+func sample(ctx context.Context, cfg Config, srv *Server, st *store.Store, start time.Time, done *atomic.Int64) []Sample {
 	var out []Sample
 	tick := time.NewTicker(cfg.Sample)
 	defer tick.Stop()
@@ -324,15 +324,15 @@ func sample(ctx context.Context, cfg Config, srv *server, st *store.Store, start
 	}
 }
 
-func takeSample(ctx context.Context, srv *server, st *store.Store, at time.Duration, changes int64) Sample {
+func takeSample(ctx context.Context, srv *Server, st *store.Store, at time.Duration, changes int64) Sample {
 	s := Sample{At: at, Changes: changes}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if sp, err := st.Space(sctx); err == nil {
 		s.DBSize, s.DBInUse, s.NoSpace = sp.Size, sp.InUse, sp.NoSpace
 	}
-	s.ServeRSS, s.ServeCPU = rss(srv.pid()), cpu(srv.pid())
-	if pid := srv.pluginPID(); pid != 0 {
+	s.ServeRSS, s.ServeCPU = rss(srv.PID()), CPU(srv.PID())
+	if pid := srv.PluginPID(); pid != 0 {
 		s.PluginPID, s.PluginRSS = pid, rss(pid)
 	}
 	return s

@@ -1,0 +1,337 @@
+package throughput
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/lucid-project/lucid/core/api/client"
+	"github.com/lucid-project/lucid/internal/soak"
+)
+
+// Path is phase 2: status changes through the whole path.
+type Path struct {
+	Actions        int64   `json:"actions"`
+	Changes        int64   `json:"status_changes"` // from the instances' history
+	Seconds        float64 `json:"seconds"`
+	ChangesPerSec  float64 `json:"status_changes_per_s"`
+	Ratio          float64 `json:"ratio_to_raw"` // ChangesPerSec over the raw Txn/s
+	PollsPerAction float64 `json:"polls_per_action"`
+}
+
+// EtcdOps is phase 3: etcd's own counters over phase 2, per action.
+type EtcdOps struct {
+	Txn       float64 `json:"txn"`
+	Put       float64 `json:"put"`
+	Delete    float64 `json:"delete"`
+	Range     float64 `json:"range"`
+	Polls     float64 `json:"range_of_client_polls"` // the load's waiting: one range per poll
+	Proposals float64 `json:"raft_proposals"`
+	Fsyncs    float64 `json:"wal_fsyncs"`
+	// FsyncMs is the mean WAL fsync over the window (not per action).
+	FsyncMs float64 `json:"wal_fsync_mean_ms"`
+}
+
+// CPU is phase 4: CPU time per status change over phase 2.
+type CPU struct {
+	ServeUs  float64 `json:"serve_us_per_change"`
+	PluginUs float64 `json:"plugin_us_per_change"`
+	LoadUs   float64 `json:"load_us_per_change"` // this process, the load generator
+	// Components split ServeUs by the profile's shares.
+	Components []Component `json:"components"`
+	// ProfileSeconds is the CPU the profile sampled (warm-up and phase
+	// 2, and the server's stop).
+	ProfileSeconds float64 `json:"profile_seconds"`
+}
+
+// Component is one component's share of lucid serve's CPU.
+type Component struct {
+	Name  string  `json:"name"`
+	Share float64 `json:"share"`
+	Us    float64 `json:"us_per_change"`
+}
+
+// inst is an instance a path client owns.
+type inst struct {
+	id     string
+	status string // ACTIVE or SHUTOFF
+	seq    int64  // its newest history record's seq
+}
+
+// pathClient stops and starts its own instances, one action at a time.
+type pathClient struct {
+	api   *api
+	insts []*inst
+	n     int // actions made
+	polls int64
+}
+
+// pollEvery is how often a client reads an instance while it waits for
+// an action to end (and how long it gives it before the first read).
+const pollEvery = time.Millisecond
+
+// polled is what a poll reads of an instance: what waiting needs, so the
+// load generator's CPU goes to the load rather than to decoding fields
+// it ignores (json.RawMessage: the transition is only checked for null).
+type polled struct {
+	Status     string          `json:"status"`
+	Fault      *client.Fault   `json:"fault"`
+	Transition json.RawMessage `json:"transition"`
+}
+
+// waitIdle polls the instance until no action is in flight and returns
+// it then.
+func waitIdle(ctx context.Context, a *api, id string, polls *int64) (polled, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case <-ctx.Done():
+			return polled{}, ctx.Err()
+		case <-time.After(pollEvery):
+		}
+		var out struct {
+			Instance polled `json:"instance"`
+		}
+		*polls++
+		if err := a.do(ctx, "GET", "/v1/instances/"+id, "", http.StatusOK, &out); err != nil {
+			return polled{}, err
+		}
+		if t := out.Instance.Transition; len(t) == 0 || string(t) == "null" {
+			return out.Instance, nil
+		}
+		if time.Now().After(deadline) {
+			return out.Instance, fmt.Errorf("throughput: %s still %s after a minute", id, out.Instance.Status)
+		}
+	}
+}
+
+// create creates an instance and waits until it is ACTIVE; it returns
+// its id and the time from the POST to seeing it ACTIVE.
+func create(ctx context.Context, a *api, name string, polls *int64) (string, time.Duration, error) {
+	var out struct {
+		Server struct {
+			ID string `json:"id"`
+		} `json:"server"`
+	}
+	t0 := time.Now()
+	body := fmt.Sprintf(`{"server":{"name":%q,"flavorRef":"m1.tiny","imageRef":"cirros"}}`, name)
+	if err := a.do(ctx, "POST", "/v2.1/servers", body, http.StatusAccepted, &out); err != nil {
+		return "", 0, err
+	}
+	in, err := waitIdle(ctx, a, out.Server.ID, polls)
+	took := time.Since(t0)
+	if err == nil && (in.Status != "ACTIVE" || in.Fault != nil) {
+		err = fmt.Errorf("throughput: create %s ended %s (fault %+v), want ACTIVE", out.Server.ID, in.Status, in.Fault)
+	}
+	return out.Server.ID, took, err
+}
+
+// act stops or starts the client's next instance and waits for the end.
+func (c *pathClient) act(ctx context.Context) error {
+	in := c.insts[c.n%len(c.insts)]
+	c.n++
+	body, want := `{"os-stop": null}`, "SHUTOFF"
+	if in.status == "SHUTOFF" {
+		body, want = `{"os-start": null}`, "ACTIVE"
+	}
+	if err := c.api.do(ctx, "POST", "/v2.1/servers/"+in.id+"/action", body, http.StatusAccepted, nil); err != nil {
+		return err
+	}
+	got, err := waitIdle(ctx, c.api, in.id, &c.polls)
+	if err != nil {
+		return err
+	}
+	if got.Status != want || got.Fault != nil {
+		return fmt.Errorf("throughput: %s %s ended %s (fault %+v), want %s", body, in.id, got.Status, got.Fault, want)
+	}
+	in.status = want
+	return nil
+}
+
+// loop acts until the deadline; it returns how many actions it made.
+func (c *pathClient) loop(ctx context.Context, until time.Time) (int, error) {
+	n := 0
+	for time.Now().Before(until) {
+		if err := c.act(ctx); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// readSeqs reads each instance's newest history seq.
+func (c *pathClient) readSeqs(ctx context.Context) error {
+	for _, in := range c.insts {
+		s, err := lastSeq(ctx, c.api, in.id)
+		if err != nil {
+			return err
+		}
+		in.seq = s
+	}
+	return nil
+}
+
+func history(ctx context.Context, a *api, id string) ([]client.HistoryRecord, error) {
+	var out struct {
+		History []client.HistoryRecord `json:"history"`
+	}
+	err := a.do(ctx, "GET", "/v1/instances/"+id+"/history", "", http.StatusOK, &out)
+	return out.History, err
+}
+
+func lastSeq(ctx context.Context, a *api, id string) (int64, error) {
+	h, err := history(ctx, a, id)
+	if err != nil {
+		return 0, err
+	}
+	if len(h) == 0 {
+		return 0, fmt.Errorf("throughput: %s has no history", id)
+	}
+	return h[len(h)-1].Seq, nil
+}
+
+// each runs fn on every index at once and joins the errors.
+func each(n int, fn func(i int) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// pathPhase runs phases 2 to 4 on a server of their own, profiled.
+func pathPhase(ctx context.Context, cfg Config, rep *Report) error {
+	dir := filepath.Join(cfg.Dir, "path")
+	profile := filepath.Join(dir, "cpu.pprof")
+	srv, err := startServer(ctx, cfg, dir, "--cpu-profile", profile)
+	if err != nil {
+		return err
+	}
+	err = drivePath(ctx, cfg, srv, rep)
+	if stopErr := srv.Stop(); stopErr != nil {
+		return errors.Join(err, stopErr)
+	}
+	if err != nil {
+		return err
+	}
+	shares, sampled, err := componentShares(profile)
+	if err != nil {
+		return err
+	}
+	rep.CPU.ProfileSeconds = sampled.Seconds()
+	for _, s := range shares {
+		rep.CPU.Components = append(rep.CPU.Components, Component{Name: s.name, Share: s.share, Us: s.share * rep.CPU.ServeUs})
+	}
+	return nil
+}
+
+func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) error {
+	a := newAPI(srv.API(), cfg.Clients)
+	cs := make([]*pathClient, cfg.Clients)
+	if err := each(cfg.Clients, func(i int) error {
+		c := &pathClient{api: a}
+		cs[i] = c
+		var polls int64
+		for j := range cfg.PerClient {
+			id, _, err := create(ctx, a, fmt.Sprintf("path-%d-%d", i, j), &polls)
+			if err != nil {
+				return err
+			}
+			c.insts = append(c.insts, &inst{id: id, status: "ACTIVE"})
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	// Warm-up: connections, policy instances, caches.
+	warm := min(cfg.Duration/5, 2*time.Second)
+	until := time.Now().Add(warm)
+	if err := each(cfg.Clients, func(i int) error { _, err := cs[i].loop(ctx, until); return err }); err != nil {
+		return err
+	}
+	if err := each(cfg.Clients, func(i int) error { return cs[i].readSeqs(ctx) }); err != nil {
+		return err
+	}
+	seq0 := map[*inst]int64{}
+	var polls0 int64
+	for _, c := range cs {
+		polls0 += c.polls
+		for _, in := range c.insts {
+			seq0[in] = in.seq
+		}
+	}
+
+	m0, err := a.metrics(ctx)
+	if err != nil {
+		return err
+	}
+	pluginPID := srv.PluginPID()
+	serve0, plugin0, self0 := soak.CPU(srv.PID()), soak.CPU(pluginPID), selfCPU()
+	start := time.Now()
+	actions := make([]int, cfg.Clients)
+	loadErr := each(cfg.Clients, func(i int) error {
+		n, err := cs[i].loop(ctx, start.Add(cfg.Duration))
+		actions[i] = n
+		return err
+	})
+	took := time.Since(start)
+	serve1, plugin1, self1 := soak.CPU(srv.PID()), soak.CPU(pluginPID), selfCPU()
+	if loadErr != nil {
+		return loadErr
+	}
+	if p := srv.PluginPID(); p != pluginPID {
+		return fmt.Errorf("throughput: the driver plugin restarted during the run (pid %d, then %d)", pluginPID, p)
+	}
+	m1, err := a.metrics(ctx)
+	if err != nil {
+		return err
+	}
+	if err := each(cfg.Clients, func(i int) error { return cs[i].readSeqs(ctx) }); err != nil {
+		return err
+	}
+
+	p := &rep.Path
+	var polls int64
+	for i, c := range cs {
+		p.Actions += int64(actions[i])
+		polls += c.polls
+		for _, in := range c.insts {
+			p.Changes += in.seq - seq0[in]
+		}
+	}
+	polls -= polls0
+	if p.Actions == 0 || p.Changes == 0 {
+		return fmt.Errorf("throughput: no action completed in %v", cfg.Duration)
+	}
+	p.Seconds = took.Seconds()
+	p.ChangesPerSec = float64(p.Changes) / p.Seconds
+	p.Ratio = p.ChangesPerSec / rep.Raw.TxnPerSec
+	p.PollsPerAction = float64(polls) / float64(p.Actions)
+
+	per := func(name string) float64 { return (m1[name] - m0[name]) / float64(p.Actions) }
+	rep.Etcd = EtcdOps{
+		Txn: per("etcd_mvcc_txn_total"), Put: per("etcd_mvcc_put_total"), Delete: per("etcd_mvcc_delete_total"),
+		Range: per("etcd_mvcc_range_total"), Polls: p.PollsPerAction,
+		Proposals: per("etcd_server_proposals_committed_total"), Fsyncs: per("etcd_disk_wal_fsync_duration_seconds_count"),
+	}
+	if n := m1["etcd_disk_wal_fsync_duration_seconds_count"] - m0["etcd_disk_wal_fsync_duration_seconds_count"]; n > 0 {
+		rep.Etcd.FsyncMs = 1000 * (m1["etcd_disk_wal_fsync_duration_seconds_sum"] - m0["etcd_disk_wal_fsync_duration_seconds_sum"]) / n
+	}
+	ch := float64(p.Changes)
+	rep.CPU.ServeUs = us(serve1-serve0) / ch
+	rep.CPU.PluginUs = us(plugin1-plugin0) / ch
+	rep.CPU.LoadUs = us(self1-self0) / ch
+	return nil
+}

@@ -1,0 +1,170 @@
+// Package throughput is `lucid bench throughput`: how fast the whole path
+// (HTTP API → etcd → executor → driver plugin → etcd) makes status
+// changes, against what the same etcd does raw, measured in one run, and
+// what each change costs.
+//
+// The server is `lucid serve` in its own process (internal/soak's
+// launcher) on a default-like config: embedded etcd with fsync, the fake
+// driver without delays, the transitions validate policy, the reconciler
+// as in the default config.hcl, and authentication off (the API is on
+// loopback only), so that tokens do not dominate. This process is the
+// load generator. The phases, in order:
+//
+//  1. raw: an embedded etcd member configured like the server's, in this
+//     process, its own data directory; Clients goroutines make 2-key CAS
+//     transactions (compare key A's mod revision, put A and B: the shape
+//     of a status change) through the in-process client for Duration.
+//  2. path: Clients clients, each owning its instances, stop and start
+//     them through the HTTP API for Duration, each action waited for to
+//     its end by polling the instance. Status changes are counted from
+//     each instance's history (its newest sequence number before and
+//     after), not assumed.
+//  3. etcd operations per action, from etcd's own counters on the
+//     server's /metrics, before and after phase 2.
+//  4. CPU per status change: lucid serve's and its plugin's (/proc) over
+//     phase 2, and lucid serve's split by component from a CPU profile
+//     (serve --cpu-profile, from ready to stop, so warm-up and phase 2).
+//  5. create → ACTIVE with Clients concurrent creators, Instances
+//     creates on a second server: client-side (POST to the first poll
+//     that shows no transition, polling every millisecond) and
+//     server-side (the ACTIVE history record's time minus BUILD's).
+//  6. listing: GET /v2.1/servers/detail of those Instances beside a
+//     ranged read of the same keys by an etcd client in this process
+//     over the member's socket, alternated.
+//
+// Nothing here asserts speed: Run reports, and says which targets were
+// met.
+package throughput
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config shapes a run. Zero fields take the defaults in brackets.
+type Config struct {
+	// Lucid, Plugin, Policy and ReconcilePolicy are the lucid
+	// executable, the fake driver plugin, the transitions validate
+	// policy and the reconcile policy module. Required.
+	Lucid, Plugin, Policy, ReconcilePolicy string
+	// Dir holds the raw member's data and each server's config, data,
+	// log and profile. "" means a temporary directory, removed after a
+	// run that worked.
+	Dir string
+	// CacheDir is the servers' wasm compile cache ["": the server's
+	// default, <user cache dir>/lucid/wasm].
+	CacheDir string
+	// Duration is how long the raw phase and the path phase each run,
+	// and bounds the listing phase [10s]. At least 100ms.
+	Duration time.Duration
+	// Clients is how many clients (and raw goroutines, and creators)
+	// work at once [16].
+	Clients int
+	// PerClient is how many instances each path client owns and takes
+	// turns on [2].
+	PerClient int
+	// Instances is how many instances phase 5 creates and phase 6 lists
+	// [1000].
+	Instances int
+	// Out receives progress lines [io.Discard].
+	Out io.Writer
+}
+
+// minDuration keeps a phase long enough to count anything.
+const minDuration = 100 * time.Millisecond
+
+func (c *Config) defaults() error {
+	if c.Lucid == "" || c.Plugin == "" || c.Policy == "" || c.ReconcilePolicy == "" {
+		return errors.New("throughput: the lucid executable, the fake driver plugin and both policy modules are required")
+	}
+	for _, p := range []*string{&c.Lucid, &c.Plugin, &c.Policy, &c.ReconcilePolicy} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("throughput: %w", err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("throughput: %w (build it first: make build)", err)
+		}
+		*p = abs
+	}
+	switch {
+	case c.Duration == 0:
+		c.Duration = 10 * time.Second
+	case c.Duration < minDuration:
+		return fmt.Errorf("throughput: duration %v is below the minimum %v", c.Duration, minDuration)
+	}
+	switch {
+	case c.Clients == 0:
+		c.Clients = 16
+	case c.Clients < 0:
+		return fmt.Errorf("throughput: %d clients: want at least 1", c.Clients)
+	}
+	switch {
+	case c.PerClient == 0:
+		c.PerClient = 2
+	case c.PerClient < 0:
+		return fmt.Errorf("throughput: %d instances per client: want at least 1", c.PerClient)
+	}
+	switch {
+	case c.Instances == 0:
+		c.Instances = 1000
+	case c.Instances < 0:
+		return fmt.Errorf("throughput: %d instances: want at least 1", c.Instances)
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	return nil
+}
+
+// Run runs the phases and returns the report. The error is a setup or
+// load failure (a call that should have passed and did not); the report
+// is returned with what was measured up to then whenever the raw phase
+// ran.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	keep := cfg.Dir != ""
+	if cfg.Dir == "" {
+		d, err := os.MkdirTemp("", "lucid-throughput-")
+		if err != nil {
+			return nil, fmt.Errorf("throughput: %w", err)
+		}
+		cfg.Dir = d
+	}
+	rep := &Report{Clients: cfg.Clients, PerClient: cfg.PerClient, Duration: cfg.Duration.String(), Instances: cfg.Instances, Attribution: attributionRule}
+	err := run(ctx, cfg, rep)
+	if err == nil && !keep {
+		os.RemoveAll(cfg.Dir)
+	} else if err != nil {
+		err = fmt.Errorf("%w (server configs, data and logs kept in %s)", err, cfg.Dir)
+	}
+	if rep.Raw.Txns == 0 {
+		return nil, err
+	}
+	rep.targets()
+	return rep, err
+}
+
+func run(ctx context.Context, cfg Config, rep *Report) error {
+	fmt.Fprintf(cfg.Out, "throughput: raw 2-key CAS txns, %d goroutines, %v\n", cfg.Clients, cfg.Duration)
+	raw, err := rawCAS(ctx, filepath.Join(cfg.Dir, "raw"), cfg.Clients, cfg.Duration)
+	if err != nil {
+		return err
+	}
+	rep.Raw = raw
+
+	fmt.Fprintf(cfg.Out, "throughput: stop/start through the API, %d clients × %d instances, %v\n", cfg.Clients, cfg.PerClient, cfg.Duration)
+	if err := pathPhase(ctx, cfg, rep); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(cfg.Out, "throughput: %d creates by %d creators, then listing them\n", cfg.Instances, cfg.Clients)
+	return createAndList(ctx, cfg, rep)
+}
