@@ -224,7 +224,7 @@ func drive(ctx context.Context, cfg Config, srv *Server) (*Result, error) {
 	}
 	defer st.Close()
 	res := &Result{Config: cfg}
-	api := newAPI(srv.API(), cfg.Workers)
+	api := NewAPI(srv.API(), cfg.Workers)
 	var failures failureLog
 	ws := make([]*worker, cfg.Workers)
 	for i := range ws {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,16 +22,19 @@ const maxFailures = 100
 // waitLimit bounds waiting for one action to end.
 const waitLimit = time.Minute
 
-// api is a small HTTP client for the calls the load makes. Unlike
-// client.Client it keeps a connection per worker alive, so millions of
-// calls do not churn through the machine's ephemeral ports.
-type api struct {
-	base string
-	http *http.Client
+// API is a small HTTP client for the calls a load generator makes (the
+// soak's and lucid bench throughput's). Unlike client.Client it keeps a
+// connection per worker alive, so millions of calls do not churn through
+// the machine's ephemeral ports.
+type API struct {
+	Base string
+	HTTP *http.Client
 }
 
-func newAPI(base string, workers int) *api {
-	return &api{base: strings.TrimRight(base, "/"), http: &http.Client{
+// NewAPI returns an API for base that keeps up to 2×workers idle
+// connections.
+func NewAPI(base string, workers int) *API {
+	return &API{Base: strings.TrimRight(base, "/"), HTTP: &http.Client{
 		Timeout: time.Minute,
 		Transport: &http.Transport{
 			MaxIdleConns: 2 * workers, MaxIdleConnsPerHost: 2 * workers, IdleConnTimeout: time.Minute,
@@ -39,21 +43,21 @@ func newAPI(base string, workers int) *api {
 	}}
 }
 
-// do makes one call; an answer other than want is an error that quotes
-// the answer.
-func (a *api) do(ctx context.Context, method, path, body string, want int, out any) error {
+// Do makes one call; an answer other than want is a *CallError that
+// quotes the answer. out, when not nil, receives the decoded body.
+func (a *API) Do(ctx context.Context, method, path, body string, want int, out any) error {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, a.Base+path, rd)
 	if err != nil {
 		return err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := a.http.Do(req)
+	resp, err := a.HTTP.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -63,7 +67,7 @@ func (a *api) do(ctx context.Context, method, path, body string, want int, out a
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if resp.StatusCode != want {
-		return &callError{Method: method, Path: path, Status: resp.StatusCode, Body: string(bytes.TrimSpace(b))}
+		return &CallError{Method: method, Path: path, Status: resp.StatusCode, Body: string(bytes.TrimSpace(b))}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -73,14 +77,14 @@ func (a *api) do(ctx context.Context, method, path, body string, want int, out a
 	return nil
 }
 
-// callError is an answer the load did not expect.
-type callError struct {
+// CallError is an answer the load did not expect.
+type CallError struct {
 	Method, Path string
 	Status       int
 	Body         string
 }
 
-func (e *callError) Error() string {
+func (e *CallError) Error() string {
 	return fmt.Sprintf("%s %s: %d %s", e.Method, e.Path, e.Status, e.Body)
 }
 
@@ -94,7 +98,7 @@ type inst struct {
 // worker drives the actions on its own instances, one at a time.
 type worker struct {
 	n      int
-	api    *api
+	api    *API
 	cfg    *Config
 	fail   *failureLog
 	done   *atomic.Int64 // changes completed by all workers
@@ -114,7 +118,7 @@ func (w *worker) failed(ctx context.Context, format string, args ...any) {
 
 func (w *worker) call(ctx context.Context, method, path, body string, want int, out any) error {
 	w.calls++
-	return w.api.do(ctx, method, path, body, want, out)
+	return w.api.Do(ctx, method, path, body, want, out)
 }
 
 // run drives actions until all workers together made the target number
@@ -248,7 +252,7 @@ func (w *worker) wait(ctx context.Context, id string) (client.Instance, error) {
 			Instance client.Instance `json:"instance"`
 		}
 		err := w.call(ctx, "GET", "/v1/instances/"+id, "", http.StatusOK, &out)
-		if ce, ok := err.(*callError); ok && ce.Status == http.StatusNotFound {
+		if ce := (*CallError)(nil); errors.As(err, &ce) && ce.Status == http.StatusNotFound {
 			return client.Instance{}, errGone
 		}
 		if err != nil {

@@ -56,7 +56,7 @@ func createAndList(ctx context.Context, cfg Config, rep *Report) error {
 }
 
 func driveCreateAndList(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) error {
-	a := newAPI(srv.API(), cfg.Clients)
+	a := soak.NewAPI(srv.API(), cfg.Clients)
 	ids := make([]string, cfg.Instances)
 	clientLat := make([]time.Duration, cfg.Instances)
 	var next atomic.Int64
@@ -108,7 +108,7 @@ func driveCreateAndList(ctx context.Context, cfg Config, srv *soak.Server, rep *
 // list times listing every instance through the API and a raw ranged
 // read of their keys, alternated, for at most cfg.Duration and at least
 // three rounds.
-func list(ctx context.Context, cfg Config, srv *soak.Server, a *api, rep *Report) error {
+func list(ctx context.Context, cfg Config, srv *soak.Server, a *soak.API, rep *Report) error {
 	raw, err := newRawRanger(srv.EtcdURL())
 	if err != nil {
 		return err
@@ -148,7 +148,7 @@ func list(ctx context.Context, cfg Config, srv *soak.Server, a *api, rep *Report
 
 // listAPI lists every server with its details, page by page, and returns
 // how many there were.
-func listAPI(ctx context.Context, a *api) (int, error) {
+func listAPI(ctx context.Context, a *soak.API) (int, error) {
 	path := fmt.Sprintf("/v2.1/servers/detail?limit=%d", pageSize)
 	n := 0
 	for path != "" {
@@ -161,7 +161,7 @@ func listAPI(ctx context.Context, a *api) (int, error) {
 				Href string `json:"href"`
 			} `json:"servers_links"`
 		}
-		if err := a.do(ctx, "GET", path, "", http.StatusOK, &out); err != nil {
+		if err := a.Do(ctx, "GET", path, "", http.StatusOK, &out); err != nil {
 			return n, err
 		}
 		n += len(out.Servers)

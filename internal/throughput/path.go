@@ -65,7 +65,7 @@ type inst struct {
 
 // pathClient stops and starts its own instances, one action at a time.
 type pathClient struct {
-	api   *api
+	api   *soak.API
 	insts []*inst
 	n     int // actions made
 	polls int64
@@ -86,7 +86,7 @@ type polled struct {
 
 // waitIdle polls the instance until no action is in flight and returns
 // it then.
-func waitIdle(ctx context.Context, a *api, id string, polls *int64) (polled, error) {
+func waitIdle(ctx context.Context, a *soak.API, id string, polls *int64) (polled, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		select {
@@ -98,7 +98,7 @@ func waitIdle(ctx context.Context, a *api, id string, polls *int64) (polled, err
 			Instance polled `json:"instance"`
 		}
 		*polls++
-		if err := a.do(ctx, "GET", "/v1/instances/"+id, "", http.StatusOK, &out); err != nil {
+		if err := a.Do(ctx, "GET", "/v1/instances/"+id, "", http.StatusOK, &out); err != nil {
 			return polled{}, err
 		}
 		if t := out.Instance.Transition; len(t) == 0 || string(t) == "null" {
@@ -112,7 +112,7 @@ func waitIdle(ctx context.Context, a *api, id string, polls *int64) (polled, err
 
 // create creates an instance and waits until it is ACTIVE; it returns
 // its id and the time from the POST to seeing it ACTIVE.
-func create(ctx context.Context, a *api, name string, polls *int64) (string, time.Duration, error) {
+func create(ctx context.Context, a *soak.API, name string, polls *int64) (string, time.Duration, error) {
 	var out struct {
 		Server struct {
 			ID string `json:"id"`
@@ -120,7 +120,7 @@ func create(ctx context.Context, a *api, name string, polls *int64) (string, tim
 	}
 	t0 := time.Now()
 	body := fmt.Sprintf(`{"server":{"name":%q,"flavorRef":"m1.tiny","imageRef":"cirros"}}`, name)
-	if err := a.do(ctx, "POST", "/v2.1/servers", body, http.StatusAccepted, &out); err != nil {
+	if err := a.Do(ctx, "POST", "/v2.1/servers", body, http.StatusAccepted, &out); err != nil {
 		return "", 0, err
 	}
 	in, err := waitIdle(ctx, a, out.Server.ID, polls)
@@ -139,7 +139,7 @@ func (c *pathClient) act(ctx context.Context) error {
 	if in.status == "SHUTOFF" {
 		body, want = `{"os-start": null}`, "ACTIVE"
 	}
-	if err := c.api.do(ctx, "POST", "/v2.1/servers/"+in.id+"/action", body, http.StatusAccepted, nil); err != nil {
+	if err := c.api.Do(ctx, "POST", "/v2.1/servers/"+in.id+"/action", body, http.StatusAccepted, nil); err != nil {
 		return err
 	}
 	got, err := waitIdle(ctx, c.api, in.id, &c.polls)
@@ -177,15 +177,15 @@ func (c *pathClient) readSeqs(ctx context.Context) error {
 	return nil
 }
 
-func history(ctx context.Context, a *api, id string) ([]client.HistoryRecord, error) {
+func history(ctx context.Context, a *soak.API, id string) ([]client.HistoryRecord, error) {
 	var out struct {
 		History []client.HistoryRecord `json:"history"`
 	}
-	err := a.do(ctx, "GET", "/v1/instances/"+id+"/history", "", http.StatusOK, &out)
+	err := a.Do(ctx, "GET", "/v1/instances/"+id+"/history", "", http.StatusOK, &out)
 	return out.History, err
 }
 
-func lastSeq(ctx context.Context, a *api, id string) (int64, error) {
+func lastSeq(ctx context.Context, a *soak.API, id string) (int64, error) {
 	h, err := history(ctx, a, id)
 	if err != nil {
 		return 0, err
@@ -238,7 +238,7 @@ func pathPhase(ctx context.Context, cfg Config, rep *Report) error {
 }
 
 func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) error {
-	a := newAPI(srv.API(), cfg.Clients)
+	a := soak.NewAPI(srv.API(), cfg.Clients)
 	cs := make([]*pathClient, cfg.Clients)
 	if err := each(cfg.Clients, func(i int) error {
 		c := &pathClient{api: a}
@@ -273,7 +273,7 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 		}
 	}
 
-	m0, err := a.metrics(ctx)
+	m0, err := metrics(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -294,7 +294,7 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 	if p := srv.PluginPID(); p != pluginPID {
 		return fmt.Errorf("throughput: the driver plugin restarted during the run (pid %d, then %d)", pluginPID, p)
 	}
-	m1, err := a.metrics(ctx)
+	m1, err := metrics(ctx, a)
 	if err != nil {
 		return err
 	}

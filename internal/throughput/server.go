@@ -2,15 +2,11 @@ package throughput
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/lucid-project/lucid/internal/soak"
 )
@@ -80,57 +76,6 @@ func startServer(ctx context.Context, cfg Config, dir string, args ...string) (*
 	return soak.StartServer(ctx, soak.ServerConfig{Lucid: cfg.Lucid, Plugin: cfg.Plugin, Dir: dir, Config: serverConfig(cfg), Args: args})
 }
 
-// api is the load's HTTP client: it keeps a connection per client alive,
-// as a real client would.
-type api struct {
-	base string
-	http *http.Client
-}
-
-func newAPI(base string, clients int) *api {
-	return &api{base: strings.TrimRight(base, "/"), http: &http.Client{
-		Timeout: time.Minute,
-		Transport: &http.Transport{
-			MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: 2 * clients, IdleConnTimeout: time.Minute,
-			DisableCompression: true,
-		},
-	}}
-}
-
-// do makes one call; an answer other than want is an error that quotes
-// it. out, when not nil, receives the decoded body.
-func (a *api) do(ctx context.Context, method, path, body string, want int, out any) error {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
-	if err != nil {
-		return fmt.Errorf("throughput: %s %s: %w", method, path, err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("throughput: %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("throughput: %s %s: %w", method, path, err)
-	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("throughput: %s %s: %d %s, want %d", method, path, resp.StatusCode, bytes.TrimSpace(b), want)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("throughput: %s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return nil
-}
-
 // etcdCounters are the etcd counters read from /metrics.
 var etcdCounters = []string{
 	"etcd_mvcc_txn_total",    // write transactions (multi-operation)
@@ -145,12 +90,12 @@ var etcdCounters = []string{
 // metrics reads the server's /metrics and sums each of etcdCounters over
 // its series. A counter the server does not serve is an error: the
 // report would be silently wrong.
-func (a *api) metrics(ctx context.Context) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", a.base+"/metrics", nil)
+func metrics(ctx context.Context, a *soak.API) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", a.Base+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := a.http.Do(req)
+	resp, err := a.HTTP.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("throughput: GET /metrics: %w", err)
 	}
