@@ -18,9 +18,14 @@ FUZZMINIMIZE ?= 1s
 # The endurance run of make test (internal/soak): this many status changes
 # through lucid serve on a 64 MiB etcd quota. It checks growth and rot, not
 # latency: its policy calls may take 1s, because on a busy 2-core machine
-# a few calls in 200,000 miss the default 100ms and are refused.
+# a few calls in 200,000 miss the default 100ms and are refused. Its
+# throughput trend may fall to 80% (not 90%): 200,000 changes end before
+# the store reaches its steady size, so the run still sees it filling up
+# (see internal/soak's Config.MinThroughput). make soak SOAK_CHANGES=2000000
+# SOAK_MIN=0.9 judges a long run by the full bar.
 SOAK_CHANGES ?= 200000
-SOAK = $(BIN)/lucid bench soak --changes $(SOAK_CHANGES) --quota-mib 64 --policy-timeout 1s
+SOAK_MIN ?= 0.8
+SOAK = $(BIN)/lucid bench soak --changes $(SOAK_CHANGES) --quota-mib 64 --policy-timeout 1s --min-throughput $(SOAK_MIN)
 
 .PHONY: all build run test test-deps fuzz soak vet bench bench-throughput clean
 

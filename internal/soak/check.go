@@ -11,9 +11,8 @@ import (
 
 // The run's thresholds.
 const (
-	// minThroughput is how much of the first window's rate the last
-	// window must reach.
-	minThroughput = 0.90
+	// defaultMinThroughput is Config.MinThroughput's default.
+	defaultMinThroughput = 0.90
 	// rssSlack is how much a process's resident memory may grow from
 	// just after warm-up to the end: Go's heap breathes with its
 	// collector, and the server maps etcd's (bounded) database file.
@@ -25,10 +24,11 @@ const (
 )
 
 // window is the span the throughput is compared over: the first minute
-// after warm-up and the last minute, or a tenth of a shorter run, but at
-// least two samples.
+// after warm-up and the last minute, or a fifth of a shorter run, but at
+// least two samples. (A tenth of make test's 2.5-minute run, 16 s, moved
+// by ±15% between runs on a quiet machine.)
 func window(took, sample time.Duration) time.Duration {
-	return max(min(time.Minute, took/10), 2*sample)
+	return max(min(time.Minute, took/5), 2*sample)
 }
 
 // warmup is how long the start of a run is left out of the throughput
@@ -160,13 +160,85 @@ func (r *Result) check() {
 	}
 	add("plugin never restarted", len(pids) == 1, "%d plugin process(es) seen", len(pids))
 
-	// Throughput held.
+	// Throughput held: the trend of the rate after warm-up, a straight
+	// line fitted to every sample, must end at 90% or more of where it
+	// starts. Comparing only the first and the last window was noise on a
+	// short run: the periodic retention and compaction passes fall in one
+	// window or the other (the same 200,000-change run gave 84% to 117%
+	// with 30 s windows). When the machine itself got slower (a fixed
+	// workload beside the load ran slower in the last window than in the
+	// first), the trend is judged against what the machine gave.
 	w, wu := window(r.Took, r.Config.Sample), warmup(r.Took)
 	first, lastRate := rate(r.Samples, wu, w), rate(r.Samples, r.Took-w, w)
-	add("throughput held", first > 0 && lastRate >= minThroughput*first,
-		"%.0f changes/s in the last %v, %.0f in the first after %v of warm-up: %.0f%% (at least %.0f%%); lucid serve CPU per change %.2f ms then, %.2f ms first (%.2f ms during warm-up)",
-		lastRate, w.Round(time.Second), first, wu.Round(time.Second), 100*lastRate/max(first, 1), 100*minThroughput,
+	trend := fittedTrend(r.Samples, wu)
+	speed := 1.0
+	if a, b := medianSpeed(r.Samples, wu, w), medianSpeed(r.Samples, r.Took-w, w); a > 0 && b > 0 {
+		speed = b / a
+	}
+	minThroughput := r.Config.MinThroughput
+	if minThroughput <= 0 {
+		minThroughput = defaultMinThroughput
+	}
+	add("throughput held", first > 0 && trend > 0 && (trend >= minThroughput || trend/speed >= minThroughput),
+		"the rate's trend after %v of warm-up ends at %.0f%% of where it starts (at least %.0f%%); %.0f changes/s in the last %v, %.0f in the first; the machine ran a fixed workload at %.0f%% of its first-window speed; lucid serve CPU per change %.2f ms then, %.2f ms first (%.2f ms during warm-up)",
+		wu.Round(time.Second), 100*trend, 100*minThroughput, lastRate, w.Round(time.Second), first, 100*speed,
 		cpuPerChange(r.Samples, r.Took-w, w), cpuPerChange(r.Samples, wu, w), cpuPerChange(r.Samples, 0, wu))
+}
+
+// fittedTrend fits a straight line to the rate between consecutive
+// samples taken after warm-up (least squares, rate against time) and
+// returns the line's value at the last sample over its value at the
+// first; 0 when there are too few samples or the line starts at or
+// below zero.
+func fittedTrend(ss []Sample, warm time.Duration) float64 {
+	var ts, rs []float64
+	for i := 1; i < len(ss); i++ {
+		a, b := ss[i-1], ss[i]
+		if a.At < warm || b.At <= a.At {
+			continue
+		}
+		ts = append(ts, (a.At+b.At).Seconds()/2)
+		rs = append(rs, float64(b.Changes-a.Changes)/(b.At-a.At).Seconds())
+	}
+	if len(ts) < 3 {
+		return 0
+	}
+	var mt, mr float64
+	for i := range ts {
+		mt += ts[i]
+		mr += rs[i]
+	}
+	mt, mr = mt/float64(len(ts)), mr/float64(len(ts))
+	var cov, vt float64
+	for i := range ts {
+		cov += (ts[i] - mt) * (rs[i] - mr)
+		vt += (ts[i] - mt) * (ts[i] - mt)
+	}
+	if vt == 0 {
+		return 0
+	}
+	slope := cov / vt
+	start, end := mr+slope*(ts[0]-mt), mr+slope*(ts[len(ts)-1]-mt)
+	if start <= 0 {
+		return 0
+	}
+	return end / start
+}
+
+// medianSpeed is the median machine speed of the samples taken between
+// at and at+w; 0 when none was measured.
+func medianSpeed(ss []Sample, at, w time.Duration) float64 {
+	var v []float64
+	for _, s := range ss {
+		if s.At > at && s.At <= at+w && s.Speed > 0 {
+			v = append(v, s.Speed)
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 func pct(from, to int64) float64 {

@@ -118,6 +118,27 @@ func TestChecks(t *testing.T) {
 				s.Changes = 22_000 + int64(i-20)*1000
 			}
 		}), []string{"throughput held"}},
+		{"slows down with the machine", steady(func(i int, s *Sample) {
+			s.Speed = 1000
+			if i > 80 {
+				s.Changes = 80_000 + int64(i-80)*800
+				s.Speed = 790
+			}
+		}), nil},
+		{"slows down while the machine does not", steady(func(i int, s *Sample) {
+			s.Speed = 1000
+			if i > 80 {
+				s.Changes = 80_000 + int64(i-80)*800
+				s.Speed = 1010
+			}
+		}), []string{"throughput held"}},
+		{"slows down more than the machine", steady(func(i int, s *Sample) {
+			s.Speed = 1000
+			if i > 80 {
+				s.Changes = 80_000 + int64(i-80)*700
+				s.Speed = 900
+			}
+		}), []string{"throughput held"}},
 		{"slows down a little", steady(func(i int, s *Sample) {
 			if i > 90 {
 				s.Changes = 90_000 + int64(i-90)*950
