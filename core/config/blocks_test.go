@@ -26,6 +26,32 @@ func parseSnippet(src string) (*config.Config, error) {
 	return config.Parse(filepath.Join("testdata", "snippet.hcl"), []byte(src))
 }
 
+// wantDiagnostic parses src as parseSnippet does and fails the test
+// unless it yields exactly one diagnostic, at line:col at, with summary
+// and detail.
+func wantDiagnostic(t *testing.T, src, at, summary, detail string) {
+	t.Helper()
+	_, err := parseSnippet(src)
+	if err == nil {
+		t.Fatal("Parse succeeded, want a diagnostic")
+	}
+	e, ok := config.AsError(err)
+	if !ok {
+		t.Fatalf("error %T is not a diagnostics error: %v", err, err)
+	}
+	if len(e.Diags) != 1 {
+		t.Fatalf("%d diagnostics, want 1:\n%v", len(e.Diags), err)
+	}
+	d := e.Diags[0]
+	if d.Subject == nil {
+		t.Fatalf("diagnostic without a position: %v", err)
+	}
+	got := fmt.Sprintf("%d:%d", d.Subject.Start.Line, d.Subject.Start.Column)
+	if got != at || d.Summary != summary || d.Detail != detail {
+		t.Fatalf("got  %s %q\n     %q\nwant %s %q\n     %q", got, d.Summary, d.Detail, at, summary, detail)
+	}
+}
+
 // TestBlocksValid decodes each new block and compares the typed values it
 // yields, unset values included (zero: the owning package's default).
 func TestBlocksValid(t *testing.T) {
@@ -236,27 +262,7 @@ func TestBlocksInvalid(t *testing.T) {
 		{"checksum short", "driver \"qemu\" {\n  plugin   = \"bin/plugin\"\n  checksum = \"sha256:abcd\"\n}", "3:3", "Invalid checksum", `checksum must look like "sha256:<64 hex digits>".`},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseSnippet(tc.src)
-			if err == nil {
-				t.Fatal("Parse succeeded, want a diagnostic")
-			}
-			e, ok := config.AsError(err)
-			if !ok {
-				t.Fatalf("error %T is not a diagnostics error: %v", err, err)
-			}
-			if len(e.Diags) != 1 {
-				t.Fatalf("%d diagnostics, want 1:\n%v", len(e.Diags), err)
-			}
-			d := e.Diags[0]
-			if d.Subject == nil {
-				t.Fatalf("diagnostic without a position: %v", err)
-			}
-			at := fmt.Sprintf("%d:%d", d.Subject.Start.Line, d.Subject.Start.Column)
-			if at != tc.at || d.Summary != tc.summary || d.Detail != tc.detail {
-				t.Fatalf("got  %s %q\n     %q\nwant %s %q\n     %q", at, d.Summary, d.Detail, tc.at, tc.summary, tc.detail)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { wantDiagnostic(t, tc.src, tc.at, tc.summary, tc.detail) })
 	}
 }
 

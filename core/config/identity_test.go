@@ -119,23 +119,6 @@ func TestIdentityInvalid(t *testing.T) {
 		{"user name with a space", "user \"a b\" {\n" + pw + "  roles = { admin = \"admin\" }\n}", "1:6", "Invalid user name", `user "a b" may not contain whitespace.`},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseSnippet(tc.src)
-			e, ok := config.AsError(err)
-			if !ok {
-				t.Fatalf("got %v, want a diagnostic", err)
-			}
-			if len(e.Diags) != 1 {
-				t.Fatalf("%d diagnostics, want 1:\n%v", len(e.Diags), err)
-			}
-			d := e.Diags[0]
-			if d.Subject == nil {
-				t.Fatalf("diagnostic without a position: %v", err)
-			}
-			at := fmt.Sprintf("%d:%d", d.Subject.Start.Line, d.Subject.Start.Column)
-			if at != tc.at || d.Summary != tc.summary || d.Detail != tc.detail {
-				t.Fatalf("got  %s %q\n     %q\nwant %s %q\n     %q", at, d.Summary, d.Detail, tc.at, tc.summary, tc.detail)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { wantDiagnostic(t, tc.src, tc.at, tc.summary, tc.detail) })
 	}
 }

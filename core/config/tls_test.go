@@ -186,27 +186,7 @@ func TestHardeningBlocksInvalid(t *testing.T) {
 			"HOME is already set at testdata/snippet.hcl:3:16; pass it or set it, not both."},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseSnippet(tc.src)
-			if err == nil {
-				t.Fatal("Parse succeeded, want a diagnostic")
-			}
-			e, ok := config.AsError(err)
-			if !ok {
-				t.Fatalf("error %T is not a diagnostics error: %v", err, err)
-			}
-			if len(e.Diags) != 1 {
-				t.Fatalf("%d diagnostics, want 1:\n%v", len(e.Diags), err)
-			}
-			d := e.Diags[0]
-			if d.Subject == nil {
-				t.Fatalf("diagnostic without a position: %v", err)
-			}
-			at := fmt.Sprintf("%d:%d", d.Subject.Start.Line, d.Subject.Start.Column)
-			if at != tc.at || d.Summary != tc.summary || d.Detail != tc.detail {
-				t.Fatalf("got  %s %q\n     %q\nwant %s %q\n     %q", at, d.Summary, d.Detail, tc.at, tc.summary, tc.detail)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { wantDiagnostic(t, tc.src, tc.at, tc.summary, tc.detail) })
 	}
 }
 
