@@ -94,9 +94,10 @@ type Reconciler struct {
 	cfg    Config
 	logger *slog.Logger
 
-	sweeps  atomic.Int64
-	orphans atomic.Int64
-	leading atomic.Bool
+	sweeps        atomic.Int64
+	eventsSettled atomic.Int64
+	orphans       atomic.Int64
+	leading       atomic.Bool
 
 	mu sync.Mutex
 	// seen is when each open disagreement (instance or VM id and case)
@@ -179,7 +180,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 				// lost events. Look at all of them now.
 				r.sweepLogged(ctx, e.driver)
 			default:
-				if _, err := r.Check(ctx, e.driver, e.ev.ID); err != nil && ctx.Err() == nil {
+				if _, err := r.checkEvent(ctx, e.driver, e.ev); err != nil && ctx.Err() == nil {
 					r.logger.Warn("reconcile: event check failed", "driver", e.driver, "vm", e.ev.ID, "event", e.ev.Kind, "err", err)
 				}
 			}
@@ -387,6 +388,34 @@ func (r *Reconciler) Check(ctx context.Context, drv, id string) (bool, error) {
 	err := r.decide(ctx, drv, d, id, &tally{rep: &rep})
 	return rep.Cases > 0, err
 }
+
+// checkEvent handles a driver event. Most events are the echo of
+// Lucid's own actions (a stop powers the VM off, and the driver says so),
+// arriving while the action is still in flight or after it settled the
+// record to what the event reports. For those, the record alone shows
+// there can be no case: an in-flight transition is never second-guessed,
+// and a settled record whose expected power the event confirms agrees
+// with it. Only then is the fresh Inspect skipped. An event that
+// disagrees, or any doubt (no record, an unreadable one, flags to
+// clear), takes the full look: a fresh record and a fresh Inspect, never
+// a decision on the event alone. Skipping is safe because doing nothing
+// is: a later change sends a later event, and sweeps remain the backstop.
+func (r *Reconciler) checkEvent(ctx context.Context, drv string, ev driver.Event) (bool, error) {
+	if ev.Kind == driver.EventPower && ev.Power != "" && ev.Power != driver.PowerNoState {
+		rec, err := r.cfg.Store.Get(ctx, ev.ID)
+		if err == nil && rec.Err == nil && rec.State.Node == r.cfg.Node && rec.State.Driver == drv && len(rec.State.Flags) == 0 {
+			if _, isCase := r.classify(rec, driver.Instance{ID: ev.ID, Power: ev.Power}, true); !isCase {
+				r.eventsSettled.Add(1)
+				return false, nil
+			}
+		}
+	}
+	return r.Check(ctx, drv, ev.ID)
+}
+
+// EventsSettledByRecord counts driver events whose record showed there
+// could be no case, so no Inspect was made (see checkEvent).
+func (r *Reconciler) EventsSettledByRecord() int64 { return r.eventsSettled.Load() }
 
 // classify says which case, if any, a record and its VM make. A
 // transition in flight is never second-guessed unless its step outlived

@@ -328,19 +328,7 @@ reconciler {
 // an hour apart, a VM powered off behind Lucid's back is SHUTOFF within a
 // second, with a reconciler history record.
 func TestEventCorrectsWithinASecond(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "fake.sock")
-	n := testnode.Start(t, testnode.Options{Dir: dir, Driver: fmt.Sprintf("control_socket = %q", sock), Extra: fmt.Sprintf(`
-policy "reconcile" {
-  module   = %q
-  settings = { grace = "0s" }
-  timeout  = "5s"
-}
-reconciler {
-  enabled  = true
-  interval = "1h"
-}
-`, testenv.Wasm(t, "./policies/reconcile"))})
+	n, sock := hourly(t)
 	id := active(t, n)
 	// The first sweep runs at start; the next is an hour away.
 	testenv.Eventually(t, 30*time.Second, func() bool { return n.Reconciler.Sweeps() >= 1 }, "no first sweep")
@@ -371,29 +359,10 @@ func TestMetrics(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool { return n.Status(t, id) == "ERROR" }, "the vanished VM was not noticed")
 
-	req, _ := http.NewRequest("GET", n.Base+"/metrics", nil)
-	req.Header.Set("X-Auth-Token", n.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	text := string(raw)
+	text := scrape(t, n)
 	metric := func(name string) float64 {
 		t.Helper()
-		for _, line := range strings.Split(text, "\n") {
-			if strings.HasPrefix(line, name+" ") {
-				var v float64
-				fmt.Sscan(strings.TrimPrefix(line, name+" "), &v)
-				return v
-			}
-		}
-		t.Fatalf("no %s in /metrics", name)
-		return 0
+		return value(t, text, name)
 	}
 	for name, atLeast := range map[string]float64{
 		`lucid_reconcile_sweeps_total`:                                              1,
@@ -417,5 +386,92 @@ func TestMetrics(t *testing.T) {
 	}
 	if !strings.Contains(text, "etcd_mvcc_put_total") {
 		t.Error("the embedded etcd's own metrics are not served")
+	}
+}
+
+// scrape reads the node's /metrics.
+func scrape(t *testing.T, n *testnode.Node) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", n.Base+"/metrics", nil)
+	req.Header.Set("X-Auth-Token", n.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	return string(raw)
+}
+
+// value is the sample called name (with its labels) in a scrape; 0 when
+// absent (a counter not yet incremented is not exported).
+func value(t *testing.T, text, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			var v float64
+			fmt.Sscan(rest, &v)
+			return v
+		}
+	}
+	return 0
+}
+
+// hourly starts a node whose reconciler sweeps once at start and then an
+// hour later, so what it does in a test comes from driver events.
+func hourly(t *testing.T) (*testnode.Node, string) {
+	t.Helper()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "fake.sock")
+	n := testnode.Start(t, testnode.Options{Dir: dir, Driver: fmt.Sprintf("control_socket = %q", sock), Extra: fmt.Sprintf(`
+policy "reconcile" {
+  module   = %q
+  settings = { grace = "0s" }
+  timeout  = "5s"
+}
+reconciler {
+  enabled  = true
+  interval = "1h"
+}
+`, testenv.Wasm(t, "./policies/reconcile"))})
+	return n, sock
+}
+
+// The driver's echo of Lucid's own stop and start (a power event) is
+// settled from the record, which the action already made agree with it:
+// no Inspect per action. A power change behind Lucid's back still gets
+// the fresh Inspect and the correction (TestEventCorrectsWithinASecond).
+func TestOwnActionEventsNeedNoInspect(t *testing.T) {
+	n, _ := hourly(t)
+	id := active(t, n)
+	testenv.Eventually(t, 30*time.Second, func() bool { return n.Reconciler.Sweeps() >= 1 }, "no first sweep")
+	inspect := `lucid_driver_calls_total{driver="fake",op="inspect",result="ok"}`
+	missing := `lucid_driver_calls_total{driver="fake",op="inspect",result="not_found"}`
+	settled := n.Reconciler.EventsSettledByRecord()
+	before := scrape(t, n)
+	for _, action := range []struct{ body, want string }{
+		{`{"os-stop": null}`, "SHUTOFF"}, {`{"os-start": null}`, "ACTIVE"},
+		{`{"os-stop": null}`, "SHUTOFF"}, {`{"os-start": null}`, "ACTIVE"},
+	} {
+		n.Action(t, id, action.body, http.StatusAccepted)
+		if in := n.Settle(t, id); in.Status != action.want {
+			t.Fatalf("%s ended %s", action.body, in.Status)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return n.Reconciler.EventsSettledByRecord() >= settled+4 },
+		"only %d of the 4 power events were settled from the record", n.Reconciler.EventsSettledByRecord()-settled)
+	after := scrape(t, n)
+	for _, m := range []string{inspect, missing} {
+		if d := value(t, after, m) - value(t, before, m); d != 0 {
+			t.Errorf("%s went up by %v during Lucid's own actions", m, d)
+		}
+	}
+	for _, r := range n.History(t, id) {
+		if r.Cause == "reconciler" {
+			t.Fatalf("the reconciler changed the instance: %+v", r)
+		}
 	}
 }
