@@ -134,11 +134,7 @@ type subscriber interface {
 // Run sweeps every Interval and reacts to driver events until ctx ends.
 // The first sweep runs at once.
 func (r *Reconciler) Run(ctx context.Context) error {
-	type event struct {
-		driver string
-		ev     driver.Event
-	}
-	events := make(chan event, 256)
+	events := newPending()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for name, d := range r.cfg.Drivers {
@@ -151,11 +147,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for ev := range ch {
-				select {
-				case events <- event{name, ev}:
-				case <-ctx.Done():
-					return
-				}
+				events.add(name, ev)
 			}
 		}()
 	}
@@ -173,13 +165,17 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			r.sweepLogged(ctx, "")
-		case e := <-events:
-			switch e.ev.Kind {
-			case driver.EventRestarted:
+		case <-events.ready:
+			restarted, evs := events.take()
+			for _, drv := range restarted {
 				// The plugin was restarted: it may have forgotten VMs or
 				// lost events. Look at all of them now.
-				r.sweepLogged(ctx, e.driver)
-			default:
+				r.sweepLogged(ctx, drv)
+			}
+			for _, e := range evs {
+				if ctx.Err() != nil {
+					return nil
+				}
 				if _, err := r.checkEvent(ctx, e.driver, e.ev); err != nil && ctx.Err() == nil {
 					r.logger.Warn("reconcile: event check failed", "driver", e.driver, "vm", e.ev.ID, "event", e.ev.Kind, "err", err)
 				}
