@@ -132,9 +132,28 @@ func newClient(c *ucli.Context) (*client.Client, error) {
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	l, err := logLevel(level)
+	if err != nil {
+		return nil, err
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// newBufferedLogger is newLogger for a server: its lines are batched
+// (logBuffer). Close the buffer last.
+func newBufferedLogger(w io.Writer, level string) (*slog.Logger, *logBuffer, error) {
+	l, err := logLevel(level)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := newLogBuffer(w)
+	return slog.New(urgent{slog.NewTextHandler(b, &slog.HandlerOptions{Level: l}), b}), b, nil
+}
+
+func logLevel(level string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return l, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	}
+	return l, nil
 }

@@ -29,10 +29,11 @@ func serveCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "cpu-profile", Hidden: true, Usage: "profile CPU from ready to stop into `FILE`"},
 		},
 		Action: func(c *ucli.Context) error {
-			logger, err := newLogger(c.App.ErrWriter, c.String("log-level"))
+			logger, logs, err := newBufferedLogger(c.App.ErrWriter, c.String("log-level"))
 			if err != nil {
 				return err
 			}
+			defer logs.Close()
 			cfg, err := config.Load(c.String("config"))
 			if err != nil {
 				return err
@@ -64,6 +65,7 @@ func serveCommand() *ucli.Command {
 				logger.Warn("the reconciler is disabled (reconciler { enabled = false }): nothing compares the records with the hypervisors")
 			}
 			logger.Info("lucid ready", "api", n.URL, "node", cfg.Node, "etcd", n.EtcdURL, "startup", n.Ready.Round(time.Millisecond))
+			logs.Flush() // whoever waits for the ready line need not wait for the timer
 			select {
 			case <-ctx.Done():
 			case err = <-n.Err():
