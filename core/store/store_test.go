@@ -157,30 +157,80 @@ func TestConcurrentCommitsOneWins(t *testing.T) {
 	}
 }
 
+// TestWatchTransitions checks that each transition event carries the
+// record its write left, with the revisions a guarded Commit compares,
+// so a watcher can write on it without reading; and that a delete says
+// the instance is gone.
 func TestWatchTransitions(t *testing.T) {
 	s := testenv.Store(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, rev, err := s.List(ctx)
+	rev, err := s.Revision(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	events := make(chan store.TransitionEvent, 10)
 	done := make(chan error, 1)
 	go func() { done <- s.WatchTransitions(ctx, rev, func(e store.TransitionEvent) { events <- e }) }()
-	rec := create(t, s, "w")
-	st := rec.State
+	created := create(t, s, "w")
+	st := created.State
 	st.VMState = instance.Active
-	if _, err := s.Commit(ctx, rec, store.Change{ID: "w", State: &st}); err != nil {
+	active, err := s.Commit(ctx, created, store.Change{ID: "w", State: &st,
+		History: &instance.HistoryRecord{At: time.Now(), From: instance.StatusBuild, To: instance.StatusActive, Action: instance.ActionCreate, Cause: instance.CauseDriver}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	e1 := <-events
-	e2 := <-events
-	if e1.ID != "w" || e1.Transition == nil || e1.Transition.Action != instance.ActionCreate {
-		t.Fatalf("first event %+v, want create transition", e1)
+	if e1.ID != "w" || e1.Transition == nil || e1.Transition.Action != instance.ActionCreate || e1.Gone || e1.Revision != created.StateRev {
+		t.Fatalf("first event %+v, want the create transition at %d", e1, created.StateRev)
 	}
-	if e2.ID != "w" || e2.Transition != nil {
-		t.Fatalf("second event %+v, want transition removed", e2)
+	if r := e1.Record; r == nil || r.Err != nil || r.StateRev != created.StateRev || r.TransitionRev != created.TransitionRev ||
+		r.State.ID != "w" || r.State.VMState != instance.Building || r.State.HistorySeq != 1 || r.Transition != e1.Transition {
+		t.Fatalf("first event's record %+v, want BUILD as written at %d/%d", r, created.StateRev, created.TransitionRev)
+	}
+	e2 := <-events
+	if e2.ID != "w" || e2.Transition != nil || e2.Gone || e2.Revision != active.StateRev {
+		t.Fatalf("second event %+v, want transition removed at %d", e2, active.StateRev)
+	}
+	if r := e2.Record; r == nil || r.StateRev != active.StateRev || r.TransitionRev != 0 || r.Transition != nil ||
+		r.State.VMState != instance.Active || r.State.HistorySeq != 2 {
+		t.Fatalf("second event's record %+v, want ACTIVE at %d, no transition", r, active.StateRev)
+	}
+	// The event's record is a valid base: a guarded write on it lands.
+	st = e2.Record.State
+	st.Name = "renamed"
+	if _, err := s.Commit(ctx, *e2.Record, store.Change{ID: "w", State: &st}); err != nil {
+		t.Fatalf("commit on the event's record: %v", err)
+	}
+	// A state-only write changes no transition: no event. The delete
+	// (begun and ended in two writes) says gone on its second event.
+	got, err := s.Get(ctx, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := instance.Transition{Action: instance.ActionDelete, RequestID: "req-del", Steps: []instance.Status{instance.StatusDeleting}, Target: instance.StatusDeleted, Node: "n1"}
+	st = got.State
+	deleting, err := s.Commit(ctx, got, store.Change{ID: "w", State: &st, Transition: &del,
+		History: &instance.HistoryRecord{At: time.Now(), From: instance.StatusActive, To: instance.StatusDeleting, Action: instance.ActionDelete, Cause: instance.CauseAPI}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, deleting, store.Change{ID: "w",
+		History: &instance.HistoryRecord{At: time.Now(), From: instance.StatusDeleting, To: instance.StatusDeleted, Action: instance.ActionDelete, Cause: instance.CauseDriver}}); err != nil {
+		t.Fatal(err)
+	}
+	if e3 := <-events; e3.Transition == nil || e3.Transition.Action != instance.ActionDelete || e3.Record == nil || e3.Record.State.Name != "renamed" {
+		t.Fatalf("third event %+v, want the delete transition over the renamed state", e3)
+	}
+	if e4 := <-events; e4.Transition != nil || !e4.Gone || e4.Record != nil {
+		t.Fatalf("fourth event %+v, want gone", e4)
+	}
+	// A write of the transition key alone (Lucid makes none) has no record.
+	if err := s.PutRaw(ctx, "instances/lone/transition", `{"action":"stop","request_id":"r","node":"n1"}`); err != nil {
+		t.Fatal(err)
+	}
+	if e5 := <-events; e5.ID != "lone" || e5.Transition == nil || e5.Record != nil || e5.Gone {
+		t.Fatalf("fifth event %+v, want a transition without record", e5)
 	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {

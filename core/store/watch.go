@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,13 +25,29 @@ type TransitionEvent struct {
 	// ended or the instance is gone).
 	Transition *instance.Transition
 	Revision   int64
+	// Record is the instance as that write left it, when the same write
+	// also wrote its state: both keys then carry ModRevision Revision (or
+	// the transition is absent, TransitionRev 0), which is exactly the
+	// base a guarded Commit compares. Every write Lucid makes (Commit,
+	// Adopt) changes both keys in one transaction, so a watcher can act
+	// on Record without reading the instance back; a read after a watch
+	// event is not even safe unless it is linearizable (DESIGN.md §11).
+	// Record is nil when the write did not put the state: the instance
+	// was deleted (Gone), or something wrote the transition key alone
+	// (Lucid never does; read the instance then). A state that does not
+	// decode is kept in Record.Err, as Get does.
+	Record *Record
+	// Gone is set when the same write deleted the instance's state: the
+	// instance no longer exists (a Get would say instance.ErrNotFound).
+	Gone bool
 }
 
 // WatchTransitions calls fn for every change of any instance's transition
 // key after revision after, in revision order, until ctx ends (returning
 // ctx.Err()) or the watch breaks. When after has been compacted it returns
 // ErrCompacted: list again and resume from the list's revision. fn runs on
-// the watching goroutine and must not block for long.
+// the watching goroutine and must not block for long; it may keep the
+// event's Record but must not change it.
 func (s *Store) WatchTransitions(ctx context.Context, after int64, fn func(TransitionEvent)) error {
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
@@ -52,11 +67,21 @@ func (s *Store) WatchTransitions(ctx context.Context, after int64, fn func(Trans
 			}
 			te := TransitionEvent{ID: id, Revision: ev.Kv.ModRevision}
 			if ev.Type == mvccpb.PUT {
-				var t instance.Transition
-				if err := json.Unmarshal(ev.Kv.Value, &t); err != nil {
+				t, err := instance.DecodeTransition(ev.Kv.Value)
+				if err != nil {
 					return fmt.Errorf("store: decode %s: %w", ev.Kv.Key, err)
 				}
 				te.Transition = &t
+			}
+			// etcd sends a revision's events in one response (no
+			// fragmenting is asked for), so the state written by the
+			// same transaction is among resp.Events.
+			if st := sameWrite(resp.Events, base+id+"/state", te.Revision); st != nil {
+				if st.Type == mvccpb.DELETE {
+					te.Gone = true
+				} else {
+					te.Record = s.eventRecord(id, st.Kv, te)
+				}
 			}
 			fn(te)
 		}
@@ -65,4 +90,44 @@ func (s *Store) WatchTransitions(ctx context.Context, after int64, fn func(Trans
 		return err
 	}
 	return fmt.Errorf("store: watch closed")
+}
+
+// sameWrite finds the event of key at revision rev among events.
+func sameWrite(events []*clientv3.Event, key string, rev int64) *clientv3.Event {
+	for _, ev := range events {
+		if ev.Kv.ModRevision == rev && string(ev.Kv.Key) == key {
+			return ev
+		}
+	}
+	return nil
+}
+
+// eventRecord is the record a write left: state from kv, the transition
+// from te, both at te.Revision.
+func (s *Store) eventRecord(id string, kv *mvccpb.KeyValue, te TransitionEvent) *Record {
+	r := &Record{Transition: te.Transition, StateRev: kv.ModRevision}
+	if te.Transition != nil {
+		r.TransitionRev = te.Revision
+	}
+	st, err := instance.DecodeState(kv.Value)
+	if err != nil {
+		r.Err = fmt.Errorf("%w: %s: %w", ErrUnreadable, kv.Key, err)
+		st = instance.State{ID: id}
+	}
+	if st.ID == "" {
+		st.ID = id
+	}
+	r.State = st
+	return r
+}
+
+// Revision returns etcd's current revision, read linearizably: a watch
+// from there (WatchTransitions(ctx, rev, …)) misses no write made after
+// this call, and reads made after it see at least this revision.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	resp, err := s.cli.Get(ctx, s.key("ping"), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("store: revision: %w", err)
+	}
+	return resp.Header.Revision, nil
 }
