@@ -64,13 +64,33 @@ type worker struct {
 	cancel  context.CancelFunc // cancels the running step
 	dirty   bool               // the transition changed since the last read
 	resume  bool               // found in flight at start: restart its step's clock
-	// wrote is the record as this worker last wrote it, the base of its
-	// next step: nothing else can have written the instance between the
-	// read it guarded on and its write, so reading it back would only
-	// cost a round trip. wroteRev is that write's revision; watch events
+	// next is the newest record the worker knows and has not acted on
+	// yet, the base of its next step: the record as it last wrote it
+	// (nothing else can have written the instance between the read it
+	// guarded on and its write), or as a watch event says a newer write
+	// left it. Either way reading it back would only cost a round trip,
+	// and the guarded write catches a record gone stale meanwhile.
+	// have says next is set; have with next nil means only that an
+	// event newer than anything known carried no record (read it), or
+	// with gone that the instance was deleted. nextRev is next's
+	// revision: an event at or below it is no news.
+	next    *store.Record
+	have    bool
+	gone    bool
+	nextRev int64
+	// wroteRev is the revision of the worker's last write; watch events
 	// at or below it are the worker's own.
-	wrote    *store.Record
 	wroteRev int64
+}
+
+// learn makes rec (written at rev) the worker's next base if it is newer
+// than what the worker knows. rec nil means the write carried no record
+// (read the instance), or, with gone, deleted it. Callers hold e.mu.
+func (w *worker) learn(rec *store.Record, rev int64, gone bool) {
+	if rev <= w.nextRev {
+		return
+	}
+	w.next, w.have, w.gone, w.nextRev = rec, true, gone, rev
 }
 
 // New returns an Executor; Run starts it.
@@ -117,12 +137,12 @@ func (e *Executor) Run(ctx context.Context) error {
 				continue
 			}
 			if r.Transition != nil {
-				e.dispatch(ctx, r.State.ID, r.Transition, 0, first)
+				e.dispatch(ctx, r.State.ID, r.Transition, &r, 0, false, first)
 			}
 		}
 		first = false
 		err = e.cfg.Store.WatchTransitions(ctx, rev, func(ev store.TransitionEvent) {
-			e.dispatch(ctx, ev.ID, ev.Transition, ev.Revision, false)
+			e.dispatch(ctx, ev.ID, ev.Transition, ev.Record, ev.Revision, ev.Gone, false)
 		})
 		if ctx.Err() != nil {
 			return nil
@@ -138,8 +158,15 @@ func (e *Executor) Run(ctx context.Context) error {
 // dispatch hands an instance's transition change to its worker, starting
 // one if needed. It never blocks on driver calls. A transition that now
 // belongs to another node (adopted) or is gone cancels a running step.
-func (e *Executor) dispatch(ctx context.Context, id string, t *instance.Transition, rev int64, resume bool) {
+// rec is the instance as the change left it (a watch event's record, or
+// the listed record with rev 0), the worker's base instead of a read;
+// nil means read it, unless gone says it was deleted.
+func (e *Executor) dispatch(ctx context.Context, id string, t *instance.Transition, rec *store.Record, rev int64, gone, resume bool) {
 	mine := t != nil && t.Node == e.cfg.Node
+	recRev := rev
+	if rec != nil && rev == 0 {
+		recRev = max(rec.StateRev, rec.TransitionRev)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	w, ok := e.workers[id]
@@ -148,6 +175,7 @@ func (e *Executor) dispatch(ctx context.Context, id string, t *instance.Transiti
 			return
 		}
 		w = &worker{resume: resume}
+		w.learn(rec, recRev, gone)
 		e.workers[id] = w
 		e.wg.Add(1)
 		go e.work(ctx, id, w)
@@ -156,6 +184,7 @@ func (e *Executor) dispatch(ctx context.Context, id string, t *instance.Transiti
 	if rev > 0 && rev <= w.wroteRev {
 		return // the worker's own write
 	}
+	w.learn(rec, recRev, gone)
 	w.dirty = true
 	if w.running != "" && (!mine || t.RequestID != w.running) {
 		w.cancel()
@@ -170,15 +199,22 @@ func (e *Executor) work(ctx context.Context, id string, w *worker) {
 	for {
 		e.mu.Lock()
 		w.dirty = false
-		known := w.wrote
-		w.wrote = nil
+		known, have, gone := w.next, w.have, w.gone
+		w.next, w.have, w.gone = nil, false, false
 		e.mu.Unlock()
 
+		// The record the watch or the worker's own write left is the
+		// base; only an event without one, or a lost guard (ErrStale:
+		// nothing newer known), makes the worker read. That read is
+		// linearizable (Store.Get), so it sees the write that woke it.
 		var rec store.Record
 		var err error
-		if known != nil {
+		switch {
+		case have && gone:
+			err = fmt.Errorf("%w: %s deleted", instance.ErrNotFound, id)
+		case have && known != nil:
 			rec = *known
-		} else {
+		default:
 			rec, err = e.cfg.Store.Get(ctx, id)
 		}
 		if ctx.Err() != nil {
@@ -214,8 +250,15 @@ func (e *Executor) work(ctx context.Context, id string, w *worker) {
 		cancel()
 		e.mu.Lock()
 		w.running, w.cancel = "", nil
-		if next != nil {
-			w.wrote, w.wroteRev = next, max(next.StateRev, next.TransitionRev)
+		switch {
+		case next != nil && next.StateRev == 0:
+			// The worker deleted the instance (a delete's end). Commit
+			// gives no revision for that, so the watch will bring the
+			// worker's own delete as news; it says gone too.
+			w.next, w.have, w.gone = nil, true, true
+		case next != nil:
+			w.wroteRev = max(next.StateRev, next.TransitionRev)
+			w.learn(next, w.wroteRev, false)
 		}
 		e.mu.Unlock()
 		if done {
@@ -317,8 +360,10 @@ func (e *Executor) write(ctx context.Context, rec store.Record, spec instance.Sp
 		case err == nil:
 			return true, &next
 		case errors.Is(err, store.ErrStale):
-			// Someone else changed the record (a pre-empting delete): the
-			// next read tells what to do.
+			// Someone else changed the record (a pre-empting delete, a
+			// flag): the newer record, from the watch or a read, tells
+			// what to do.
+			log.Debug("executor: outcome lost the guard; deciding again on the newer record")
 			return true, nil
 		case errors.As(err, &refused) && refused.Failed && attempt < policyRetries:
 			log.Warn("executor: validate policy failed on the outcome; asking again", "attempt", attempt, "err", err)

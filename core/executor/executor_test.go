@@ -1,0 +1,271 @@
+package executor_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	coredriver "github.com/lucid-project/lucid/core/driver"
+	"github.com/lucid-project/lucid/core/executor"
+	"github.com/lucid-project/lucid/core/instance"
+	"github.com/lucid-project/lucid/core/lifecycle"
+	"github.com/lucid-project/lucid/core/store"
+	"github.com/lucid-project/lucid/internal/testenv"
+	"github.com/lucid-project/lucid/sdk/driver"
+)
+
+var catalog = &lifecycle.Catalog{
+	Flavors: []instance.Flavor{{ID: "m1.tiny", Name: "tiny", VCPUs: 1, RAMMB: 512, DiskGB: 1}},
+	Images:  []lifecycle.CatalogImage{{Image: instance.Image{ID: "cirros", Source: "fake://cirros"}}},
+}
+
+// env is an executor on node n1 running the real fake driver plugin, on
+// a store of its own whose etcd reads are counted, beside an API-side
+// lifecycle Service on another store over the same etcd.
+type env struct {
+	svc   *lifecycle.Service
+	api   *lifecycle.Recorder
+	store *store.Store  // the API side's
+	reads *atomic.Int64 // the executor's etcd range requests
+	logs  *syncBuffer
+}
+
+func newEnv(t *testing.T, wrap func(driver.Driver) driver.Driver) env {
+	t.Helper()
+	m := testenv.Etcd(t)
+	prefix := "/lucid-executor-test"
+	s := store.New(m.Client(), prefix)
+	exStore, reads := testenv.ReadCountingStore(t, m, prefix)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := coredriver.Start(ctx, coredriver.Config{Name: "fake", Path: testenv.Binary(t, "./plugins/fake"), Config: []byte(`{}`), SocketDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	var d driver.Driver = p
+	if wrap != nil {
+		d = wrap(p)
+	}
+	logs := &syncBuffer{}
+	ex := executor.New(executor.Config{Store: exStore, Recorder: lifecycle.NewRecorder(lifecycle.RecorderConfig{Store: exStore}),
+		Node: "n1", Drivers: map[string]driver.Driver{"fake": d},
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	rctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ex.Run(rctx)
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	// The executor's first read is its list of what is in flight; what
+	// follows it is what the tests count.
+	testenv.Eventually(t, 10*time.Second, func() bool { return reads.Load() >= 1 }, "the executor never listed")
+
+	rec := lifecycle.NewRecorder(lifecycle.RecorderConfig{Store: s})
+	svc := lifecycle.NewService(lifecycle.Config{Store: s, Recorder: rec, Catalog: catalog, Node: "n1", Driver: "fake"})
+	return env{svc: svc, api: rec, store: s, reads: reads, logs: logs}
+}
+
+// settle waits until id has no transition in flight (or is gone) and
+// returns it, reading through the API side's store.
+func (e env) settle(t *testing.T, id string) (store.Record, bool) {
+	t.Helper()
+	var rec store.Record
+	gone := false
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		r, err := e.store.Get(context.Background(), id)
+		if errors.Is(err, instance.ErrNotFound) {
+			gone = true
+			return true
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec = r
+		return r.Transition == nil
+	}, "instance %s did not settle", id)
+	return rec, gone
+}
+
+func (e env) create(t *testing.T, name string) string {
+	t.Helper()
+	rec, err := e.svc.Create(context.Background(), lifecycle.CreateRequest{Name: name, FlavorRef: "m1.tiny", ImageRef: "cirros", RequestID: lifecycle.NewRequestID(), Project: "p", User: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.State.ID
+}
+
+func (e env) begin(t *testing.T, id string, a instance.Action) {
+	t.Helper()
+	if _, err := e.svc.Begin(context.Background(), id, a, lifecycle.ActionRequest{RequestID: lifecycle.NewRequestID(), User: "u"}); err != nil {
+		t.Fatalf("%s %s: %v", a, id, err)
+	}
+}
+
+// TestNoReadPerAction pins that the executor acts on what its watch
+// delivered: creating, stopping, starting and deleting instances sends
+// etcd no read of an instance from the executor beyond its startup list
+// (each action used to cost one), and every change is still recorded.
+func TestNoReadPerAction(t *testing.T) {
+	e := newEnv(t, nil)
+	before := e.reads.Load()
+	const rounds = 5
+	ids := []string{e.create(t, "a"), e.create(t, "b")}
+	for _, id := range ids {
+		if rec, _ := e.settle(t, id); rec.Status() != instance.StatusActive {
+			t.Fatalf("created %s is %s, want ACTIVE", id, rec.Status())
+		}
+	}
+	for range rounds {
+		for _, step := range []struct {
+			action instance.Action
+			want   instance.Status
+		}{{instance.ActionStop, instance.StatusShutoff}, {instance.ActionStart, instance.StatusActive}} {
+			for _, id := range ids {
+				e.begin(t, id, step.action)
+			}
+			for _, id := range ids {
+				if rec, _ := e.settle(t, id); rec.Status() != step.want {
+					t.Fatalf("after %s %s is %s, want %s", step.action, id, rec.Status(), step.want)
+				}
+			}
+		}
+	}
+	if got := e.reads.Load() - before; got != 0 {
+		t.Fatalf("the executor sent %d reads for %d actions, want 0", got, len(ids)*(1+2*rounds))
+	}
+	// A delete's end also releases the project's usage, which this
+	// executor's store has never read (on a node the API shares the
+	// store, so its cache holds the shard the create wrote): that one
+	// read, and no read of the instance.
+	before = e.reads.Load()
+	e.begin(t, ids[0], instance.ActionDelete)
+	if _, gone := e.settle(t, ids[0]); !gone {
+		t.Fatalf("%s not deleted", ids[0])
+	}
+	if got := e.reads.Load() - before; got != 1 {
+		t.Fatalf("the executor sent %d reads for a delete, want 1 (the usage shard)", got)
+	}
+	h, err := e.store.History(context.Background(), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// create 2, each stop and start 2, delete 2.
+	if want := 2 + 4*rounds + 2; len(h) != want {
+		t.Fatalf("%s has %d history records, want %d", ids[0], len(h), want)
+	}
+}
+
+// gate is the fake plugin with its PowerOff held: the first call for each
+// instance waits until the test releases it, so the test can write
+// between the event that started a step and the step's outcome.
+type gate struct {
+	driver.Driver
+	entered chan string
+	release chan struct{}
+	mu      sync.Mutex
+	calls   map[string]int
+}
+
+func (g *gate) PowerOff(ctx context.Context, id string) error {
+	g.mu.Lock()
+	g.calls[id]++
+	first := g.calls[id] == 1
+	g.mu.Unlock()
+	if first {
+		g.entered <- id
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Driver.PowerOff(ctx, id)
+}
+
+func (g *gate) count(id string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls[id]
+}
+
+// TestStaleBaseDecidesAgain writes the instance (same transition, new
+// metadata) while its stop step runs on the record the watch delivered.
+// The executor's outcome then loses the guard; it must take the newer
+// record, run the step again (drivers are idempotent) and end the stop,
+// keeping the other write: neither the transition nor the write is lost.
+func TestStaleBaseDecidesAgain(t *testing.T) {
+	g := &gate{entered: make(chan string, 1), release: make(chan struct{}), calls: map[string]int{}}
+	e := newEnv(t, func(d driver.Driver) driver.Driver { g.Driver = d; return g })
+	ctx := context.Background()
+	id := e.create(t, "s")
+	e.settle(t, id)
+	e.begin(t, id, instance.ActionStop)
+	select {
+	case got := <-g.entered:
+		if got != id {
+			t.Fatalf("PowerOff of %s, want %s", got, id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stop step never started")
+	}
+	rec, err := e.store.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := rec.State
+	st.Metadata = map[string]string{"written": "meanwhile"}
+	if _, err := e.api.Update(ctx, rec, id, &st, rec.Transition); err != nil {
+		t.Fatal(err)
+	}
+	close(g.release)
+	final, _ := e.settle(t, id)
+	if final.Status() != instance.StatusShutoff || final.State.Metadata["written"] != "meanwhile" {
+		t.Fatalf("after the stop: %s with metadata %v, want SHUTOFF keeping the concurrent write", final.Status(), final.State.Metadata)
+	}
+	if n := g.count(id); n != 2 {
+		t.Fatalf("PowerOff ran %d times, want 2 (the stale outcome refused, the step decided again)", n)
+	}
+	h, err := e.store.History(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range h {
+		got = append(got, fmt.Sprintf("%s>%s:%s", r.From, r.To, r.Cause))
+	}
+	if want := ">BUILD:api BUILD>ACTIVE:driver ACTIVE>STOPPING:api STOPPING>SHUTOFF:driver"; strings.Join(got, " ") != want {
+		t.Fatalf("history %v, want %s", got, want)
+	}
+	if !strings.Contains(e.logs.String(), "executor: outcome lost the guard") {
+		t.Fatalf("no stale outcome logged:\n%s", e.logs.String())
+	}
+}
+
+// syncBuffer is a log sink safe for the executor's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,52 @@
+package testenv
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/lucid-project/lucid/core/store"
+	"github.com/lucid-project/lucid/core/store/embedded"
+)
+
+// ReadCountingStore returns a Store on m under prefix, through a client of
+// its own whose key-value reads are counted in the returned counter: each
+// Get, and each Do of a get, is one range request to etcd. (A guarded
+// transaction's compares are not reads the client sends and are not
+// counted; neither are watches.) A test gives it to the component whose
+// reads it pins and another Store to everything else. Closed when the
+// test ends.
+func ReadCountingStore(t testing.TB, m *embedded.Member, prefix string) (*store.Store, *atomic.Int64) {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("testenv: etcd client: %v", err)
+	}
+	kv := &countingKV{KV: cli.KV}
+	cli.KV = kv
+	s := store.New(cli, prefix)
+	t.Cleanup(func() { s.Close() })
+	return s, &kv.reads
+}
+
+// countingKV counts the range requests passing through an etcd KV.
+type countingKV struct {
+	clientv3.KV
+	reads atomic.Int64
+}
+
+func (k *countingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	k.reads.Add(1)
+	return k.KV.Get(ctx, key, opts...)
+}
+
+func (k *countingKV) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
+	if op.IsGet() {
+		k.reads.Add(1)
+	}
+	return k.KV.Do(ctx, op)
+}
