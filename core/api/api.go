@@ -57,6 +57,16 @@ type Lifecycle interface {
 
 var _ Lifecycle = (*lifecycle.Service)(nil)
 
+// Feed is what the API needs from core/feed: waiting, without polling,
+// until an instance has no transition in flight (GET
+// /v1/instances/{id}?wait=settled). Settled returns the settled record,
+// instance.ErrNotFound once the instance is gone, or, when it stops
+// waiting first (ctx ends, the feed stops), the newest record it knows
+// with an error; a zero record with an error means it knows none.
+type Feed interface {
+	Settled(ctx context.Context, id string) (store.Record, error)
+}
+
 // Options configure the API. The zero value is usable.
 type Options struct {
 	// Logger receives one access-log line per request (info) and internal
@@ -87,6 +97,9 @@ type Options struct {
 	// RateLimit bounds each client's changing requests (429 beyond it);
 	// the zero value is off. See RateLimit.
 	RateLimit RateLimit
+	// Feed answers long-polls (?wait=settled on GET /v1/instances/{id});
+	// nil refuses them with 400.
+	Feed Feed
 }
 
 // Server is the HTTP handler.
@@ -103,12 +116,13 @@ type Server struct {
 	maxLimit      int
 	catalogTime   time.Time
 	limiter       *limiter // nil: no rate limit
+	feed          Feed     // nil: no long-polls
 }
 
 // New returns the API handler.
 func New(lc Lifecycle, opts Options) *Server {
 	s := &Server{lc: lc, auth: opts.Auth, quotas: opts.Quotas, metricsPublic: opts.MetricsPublic, metrics: opts.Metrics, logger: opts.Logger, mux: http.NewServeMux(), project: opts.Project, user: opts.User,
-		maxLimit: opts.MaxLimit, catalogTime: opts.CatalogTime, limiter: newLimiter(opts.RateLimit)}
+		maxLimit: opts.MaxLimit, catalogTime: opts.CatalogTime, limiter: newLimiter(opts.RateLimit), feed: opts.Feed}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -271,6 +285,10 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.code = code
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (a long-poll
+// moves its write deadline).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func requestID(r *http.Request) string {
 	id, _ := r.Context().Value(ctxKey{}).(string)

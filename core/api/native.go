@@ -1,8 +1,12 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
+	"time"
 
 	"github.com/lucid-project/lucid/core/api/client"
 	"github.com/lucid-project/lucid/core/instance"
@@ -14,13 +18,85 @@ import (
 // fault, the node, the flavor and image as built, and history that
 // outlives the instance. Its wire types are in core/api/client.
 
+// nativeShow shows one instance. With ?wait=settled it is a long-poll: it
+// answers as soon as the instance has no transition in flight (200, the
+// same body), 404 once it is deleted, or, when timeout (default
+// DefaultWaitTimeout, at most MaxWaitTimeout) passes first, the current
+// view with its transition still set, for the client to ask again. The
+// waiting is core/feed's: one watch per node, no polling.
 func (s *Server) nativeShow(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.lc.Get(r.Context(), r.PathValue("id"))
+	wait, err := waitQuery(r.URL.Query())
+	if err == nil && wait > 0 && s.feed == nil {
+		err = fmt.Errorf("%w: wait: this server cannot wait for instances (no feed)", instance.ErrInvalid)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	id := r.PathValue("id")
+	if wait == 0 {
+		rec, err := s.lc.Get(r.Context(), id)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"instance": instanceView(rec)})
+		return
+	}
+	// The answer may come up to wait from now: keep the server's write
+	// timeout from cutting it off.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 10*time.Second))
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	rec, err := s.feed.Settled(ctx, id)
+	switch {
+	case r.Context().Err() != nil:
+		return // the client left; nobody reads an answer
+	case err != nil && rec.StateRev == 0:
+		s.writeError(w, r, err) // gone (404), or nothing read
+		return
+	case err != nil && ctx.Err() == nil:
+		// Waiting stopped early (the node is stopping, a re-read
+		// failed): the current view, as at the timeout.
+		s.logger.Warn("api: long-poll ended early", "instance", id, "request_id", requestID(r), "err", err)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"instance": instanceView(rec)})
+}
+
+// DefaultWaitTimeout is how long GET /v1/instances/{id}?wait=settled waits
+// when the request names no timeout; MaxWaitTimeout is the most it waits
+// whatever the request asks (a longer timeout is cut to it), so a waiter
+// holds its connection for a bounded time.
+const (
+	DefaultWaitTimeout = 30 * time.Second
+	MaxWaitTimeout     = 60 * time.Second
+)
+
+// waitQuery reads the long-poll parameters of GET /v1/instances/{id}:
+// wait=settled, and timeout, a Go duration ("30s", "1m") above zero, cut
+// to MaxWaitTimeout. It returns how long to wait, 0 for a plain GET. A
+// timeout without wait, or a value it does not know, is ErrInvalid naming
+// the parameter.
+func waitQuery(q url.Values) (time.Duration, error) {
+	wait, hasWait := q["wait"]
+	timeout, hasTimeout := q["timeout"]
+	switch {
+	case !hasWait && !hasTimeout:
+		return 0, nil
+	case !hasWait:
+		return 0, fmt.Errorf("%w: timeout: only a long-poll (wait=settled) takes a timeout", instance.ErrInvalid)
+	case len(wait) != 1 || wait[0] != "settled":
+		return 0, fmt.Errorf("%w: wait: %q is not a condition to wait for; the one there is is wait=settled", instance.ErrInvalid, strings.Join(wait, ","))
+	case !hasTimeout:
+		return DefaultWaitTimeout, nil
+	case len(timeout) != 1:
+		return 0, fmt.Errorf("%w: timeout: given %d times", instance.ErrInvalid, len(timeout))
+	}
+	d, err := time.ParseDuration(timeout[0])
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w: timeout: %q is not a duration above zero, such as 30s", instance.ErrInvalid, timeout[0])
+	}
+	return min(d, MaxWaitTimeout), nil
 }
 
 // nativeList takes the query of the compute API's server list (filters,

@@ -16,6 +16,7 @@ import (
 	"github.com/lucid-project/lucid/core/api"
 	"github.com/lucid-project/lucid/core/config"
 	"github.com/lucid-project/lucid/core/executor"
+	"github.com/lucid-project/lucid/core/feed"
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/lifecycle"
 	"github.com/lucid-project/lucid/core/metrics"
@@ -46,6 +47,9 @@ type Node struct {
 	Reconciler *reconcile.Reconciler
 	// Metrics are the node's Prometheus metrics, served at /metrics.
 	Metrics *metrics.Set
+	// Feed answers the API's long-polls (GET /v1/instances/{id}?wait=…)
+	// from one watch.
+	Feed *feed.Feed
 
 	logger  *slog.Logger
 	closers []func(context.Context) error
@@ -128,6 +132,17 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		n.closers = append(n.closers, func(context.Context) error { rccancel(); <-rcDone; return nil })
 	}
 
+	// One watch serves every long-poll of this node's API (core/feed).
+	fd := feed.New(n.Store, logger.With("component", "feed"))
+	n.Feed = fd
+	fctx, fcancel := context.WithCancel(context.WithoutCancel(ctx))
+	fDone := make(chan struct{})
+	go func() {
+		defer close(fDone)
+		fd.Run(fctx)
+	}()
+	n.closers = append(n.closers, func(context.Context) error { fcancel(); <-fDone; return nil })
+
 	ln, url, err := listen(cfg.API)
 	if err != nil {
 		return nil, cfg.Errorf(cfg.API.ListenRange, "Cannot listen", "%v", err)
@@ -135,7 +150,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	n.Addr, n.URL = ln.Addr().String(), url
 	opts := api.Options{Logger: logger.With("component", "api"), Quotas: quotas{cfg}, MetricsPublic: cfg.MetricsPublic(),
 		Project: cfg.Defaults.ProjectID, User: cfg.Defaults.UserID, MaxLimit: cfg.API.MaxLimit, CatalogTime: t0,
-		Metrics: n.Metrics, MetricsHandler: n.metricsHandler()}
+		Metrics: n.Metrics, MetricsHandler: n.metricsHandler(), Feed: fd}
 	if rl := cfg.API.RateLimit; rl != nil {
 		opts.RateLimit = api.RateLimit{PerSecond: rl.RequestsPerSecond, Burst: rl.Burst}
 		if d := rl.MaxDelay; d != nil {
@@ -155,6 +170,8 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	}
 	handler := api.New(svc, opts)
 	srv := newServer(cfg.API, handler, logger.With("component", "api"))
+	// Shutdown waits for requests in flight: end the long-polls first.
+	srv.RegisterOnShutdown(fcancel)
 	go func() { n.srvErr <- srv.Serve(ln) }()
 	n.closers = append(n.closers, srv.Shutdown)
 	n.Ready = time.Since(t0)
