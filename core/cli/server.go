@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -22,9 +21,6 @@ var (
 // timeFormat is fixed-width, so history columns line up.
 const timeFormat = "2006-01-02T15:04:05.000Z07:00"
 
-// pollEvery is how often --wait asks the API.
-const pollEvery = 20 * time.Millisecond
-
 // instanceArg returns the ID argument or an error naming the command.
 func instanceArg(c *ucli.Context) (string, error) {
 	id := c.Args().First()
@@ -39,7 +35,7 @@ func instanceArg(c *ucli.Context) (string, error) {
 // where it started with a fault) is an error carrying the fault.
 func wait(c *ucli.Context, cl *client.Client, id, requestID string) error {
 	var last client.HistoryRecord
-	_, err := cl.Wait(c.Context, id, requestID, pollEvery, func(h client.HistoryRecord) {
+	_, err := cl.Wait(c.Context, id, requestID, func(h client.HistoryRecord) {
 		fmt.Fprintln(c.App.Writer, h.To)
 		last = h
 	})

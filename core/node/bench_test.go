@@ -61,7 +61,7 @@ func BenchmarkCreateToActive(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := n.Client.Wait(ctx, id, r.RequestID, 200*time.Microsecond, nil); err != nil {
+		if _, err := n.Client.Wait(ctx, id, r.RequestID, nil); err != nil {
 			b.Fatal(err)
 		}
 		cl += time.Since(t0)
@@ -100,7 +100,7 @@ func BenchmarkStopStart(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	n.Client.Wait(ctx, id, r.RequestID, time.Millisecond, nil)
+	n.Client.Wait(ctx, id, r.RequestID, nil)
 	rawPer, _ := testenv.RawTxn(b, m.ClientURL(), 500, 1)
 	bodies := []any{map[string]any{"os-stop": nil}, map[string]any{"os-start": nil}}
 	before := etcdOps(b)
@@ -152,12 +152,12 @@ func BenchmarkResizeBesideCreate(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		n.Client.Wait(ctx, id, r.RequestID, 200*time.Microsecond, nil)
+		n.Client.Wait(ctx, id, r.RequestID, nil)
 		rr, err := n.Client.Action(ctx, id, map[string]any{"resize": map[string]string{"flavorRef": "m1.small"}}, 202)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if in, err := n.Client.Wait(ctx, id, rr.RequestID, 200*time.Microsecond, nil); err != nil || in.Status != "VERIFY_RESIZE" {
+		if in, err := n.Client.Wait(ctx, id, rr.RequestID, nil); err != nil || in.Status != "VERIFY_RESIZE" {
 			b.Fatalf("resize ended %s, %v", in.Status, err)
 		}
 		h, err := n.Client.History(ctx, id)
@@ -193,7 +193,7 @@ func BenchmarkCreateAuthOnOff(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		in, err := n.Client.Wait(ctx, id, r.RequestID, 200*time.Microsecond, nil)
+		in, err := n.Client.Wait(ctx, id, r.RequestID, nil)
 		if err != nil || in.Status != "ACTIVE" {
 			b.Fatalf("create ended %s, %v", in.Status, err)
 		}

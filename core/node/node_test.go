@@ -114,7 +114,7 @@ func TestKilledDuringResizeResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Wait(ctx, id, r.RequestID, 5*time.Millisecond, nil); err != nil {
+	if _, err := cl.Wait(ctx, id, r.RequestID, nil); err != nil {
 		t.Fatal(err)
 	}
 	rr, err := cl.Action(ctx, id, map[string]any{"resize": map[string]string{"flavorRef": "m1.small"}}, 202)

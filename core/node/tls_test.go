@@ -176,7 +176,7 @@ func TestTamperedPluginFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := n.Client.Wait(ctx, id, r.RequestID, 20*time.Millisecond, nil)
+	in, err := n.Client.Wait(ctx, id, r.RequestID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func createActive(t *testing.T, c *client.Client, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := c.Wait(ctx, id, r.RequestID, 10*time.Millisecond, nil)
+	in, err := c.Wait(ctx, id, r.RequestID, nil)
 	if err != nil || in.Status != "ACTIVE" {
 		t.Fatalf("create %s: %+v %v, want ACTIVE", name, in, err)
 	}

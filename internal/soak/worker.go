@@ -237,21 +237,17 @@ func (w *worker) tryCreate(ctx context.Context) error {
 
 var errGone = fmt.Errorf("instance gone")
 
-// firstPoll is how long an action is given before its instance is first
-// read: no action ends sooner (the node's executor must see it, call the
-// driver and write the outcome), so reading earlier only adds load.
-const firstPoll = 2 * time.Millisecond
-
-// wait polls the instance until no action is in flight, and returns it
-// then (errGone once it is deleted).
+// wait long-polls the instance (GET /v1/instances/{id}?wait=settled)
+// until no action is in flight, and returns it then (errGone once it is
+// deleted). The server answers when the action ends, or after 30s with
+// the action still in flight, when wait asks again, up to waitLimit.
 func (w *worker) wait(ctx context.Context, id string) (client.Instance, error) {
 	deadline := time.Now().Add(waitLimit)
-	time.Sleep(firstPoll)
 	for {
 		var out struct {
 			Instance client.Instance `json:"instance"`
 		}
-		err := w.call(ctx, "GET", "/v1/instances/"+id, "", http.StatusOK, &out)
+		err := w.call(ctx, "GET", "/v1/instances/"+id+"?wait=settled&timeout=30s", "", http.StatusOK, &out)
 		if ce := (*CallError)(nil); errors.As(err, &ce) && ce.Status == http.StatusNotFound {
 			return client.Instance{}, errGone
 		}
@@ -263,11 +259,6 @@ func (w *worker) wait(ctx context.Context, id string) (client.Instance, error) {
 		}
 		if time.Now().After(deadline) {
 			return out.Instance, fmt.Errorf("still %s after %v", out.Instance.Status, waitLimit)
-		}
-		select {
-		case <-ctx.Done():
-			return out.Instance, ctx.Err()
-		case <-time.After(time.Millisecond):
 		}
 	}
 }

@@ -19,11 +19,11 @@ import (
 type Create struct {
 	Creates int `json:"creates"`
 	// Server is ACTIVE's history time minus BUILD's: what the server
-	// took, without the client's polling.
+	// took, without the client's waiting.
 	ServerP50Ms float64 `json:"server_p50_ms"`
 	ServerP99Ms float64 `json:"server_p99_ms"`
-	// Client is from sending the POST to the first poll (every
-	// millisecond) that shows no action in flight.
+	// Client is from sending the POST to the answer of the long-poll
+	// (GET ?wait=settled) that shows no action in flight.
 	ClientP50Ms float64 `json:"client_p50_ms"`
 	ClientP99Ms float64 `json:"client_p99_ms"`
 }
@@ -61,13 +61,13 @@ func driveCreateAndList(ctx context.Context, cfg Config, srv *soak.Server, rep *
 	clientLat := make([]time.Duration, cfg.Instances)
 	var next atomic.Int64
 	if err := each(cfg.Clients, func(c int) error {
-		var polls int64
+		var waits int64
 		for {
 			i := int(next.Add(1)) - 1
 			if i >= cfg.Instances {
 				return nil
 			}
-			id, took, err := create(ctx, a, fmt.Sprintf("create-%d", i), &polls)
+			id, took, err := create(ctx, a, fmt.Sprintf("create-%d", i), &waits)
 			if err != nil {
 				return err
 			}

@@ -20,8 +20,8 @@ type Path struct {
 	Changes        int64   `json:"status_changes"` // from the instances' history
 	Seconds        float64 `json:"seconds"`
 	ChangesPerSec  float64 `json:"status_changes_per_s"`
-	Ratio          float64 `json:"ratio_to_raw"` // ChangesPerSec over the raw Txn/s
-	PollsPerAction float64 `json:"polls_per_action"`
+	Ratio          float64 `json:"ratio_to_raw"`     // ChangesPerSec over the raw Txn/s
+	WaitsPerAction float64 `json:"waits_per_action"` // long-waits
 }
 
 // EtcdOps is phase 3: etcd's own counters over phase 2, per action.
@@ -30,7 +30,7 @@ type EtcdOps struct {
 	Put       float64 `json:"put"`
 	Delete    float64 `json:"delete"`
 	Range     float64 `json:"range"`
-	Polls     float64 `json:"range_of_client_polls"` // the load's waiting: one range per poll
+	Waits     float64 `json:"range_of_client_waits"` // the load's waiting: one range per long-poll (its read before waiting)
 	Proposals float64 `json:"raft_proposals"`
 	Fsyncs    float64 `json:"wal_fsyncs"`
 	// FsyncMs is the mean WAL fsync over the window (not per action).
@@ -67,39 +67,33 @@ type inst struct {
 type pathClient struct {
 	api   *soak.API
 	insts []*inst
-	n     int // actions made
-	polls int64
+	n     int   // actions made
+	waits int64 // long-waits sent
 }
 
-// pollEvery is how often a client reads an instance while it waits for
-// an action to end (and how long it gives it before the first read).
-const pollEvery = time.Millisecond
-
-// polled is what a poll reads of an instance: what waiting needs, so the
-// load generator's CPU goes to the load rather than to decoding fields
-// it ignores (json.RawMessage: the transition is only checked for null).
-type polled struct {
+// idle is what a long-poll's answer holds of an instance: what waiting
+// needs, so the load generator's CPU goes to the load rather than to
+// decoding fields it ignores (json.RawMessage: the transition is only
+// checked for null).
+type idle struct {
 	Status     string          `json:"status"`
 	Fault      *client.Fault   `json:"fault"`
 	Transition json.RawMessage `json:"transition"`
 }
 
-// waitIdle polls the instance until no action is in flight and returns
-// it then.
-func waitIdle(ctx context.Context, a *soak.API, id string, polls *int64) (polled, error) {
+// waitIdle long-waits the instance (GET /v1/instances/{id}?wait=settled,
+// answered when no action is in flight, or after 30s with it still in
+// flight, when it asks again) and returns it idle; waits counts the
+// requests.
+func waitIdle(ctx context.Context, a *soak.API, id string, waits *int64) (idle, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		select {
-		case <-ctx.Done():
-			return polled{}, ctx.Err()
-		case <-time.After(pollEvery):
-		}
 		var out struct {
-			Instance polled `json:"instance"`
+			Instance idle `json:"instance"`
 		}
-		*polls++
-		if err := a.Do(ctx, "GET", "/v1/instances/"+id, "", http.StatusOK, &out); err != nil {
-			return polled{}, err
+		*waits++
+		if err := a.Do(ctx, "GET", "/v1/instances/"+id+"?wait=settled&timeout=30s", "", http.StatusOK, &out); err != nil {
+			return idle{}, err
 		}
 		if t := out.Instance.Transition; len(t) == 0 || string(t) == "null" {
 			return out.Instance, nil
@@ -112,7 +106,7 @@ func waitIdle(ctx context.Context, a *soak.API, id string, polls *int64) (polled
 
 // create creates an instance and waits until it is ACTIVE; it returns
 // its id and the time from the POST to seeing it ACTIVE.
-func create(ctx context.Context, a *soak.API, name string, polls *int64) (string, time.Duration, error) {
+func create(ctx context.Context, a *soak.API, name string, waits *int64) (string, time.Duration, error) {
 	var out struct {
 		Server struct {
 			ID string `json:"id"`
@@ -123,7 +117,7 @@ func create(ctx context.Context, a *soak.API, name string, polls *int64) (string
 	if err := a.Do(ctx, "POST", "/v2.1/servers", body, http.StatusAccepted, &out); err != nil {
 		return "", 0, err
 	}
-	in, err := waitIdle(ctx, a, out.Server.ID, polls)
+	in, err := waitIdle(ctx, a, out.Server.ID, waits)
 	took := time.Since(t0)
 	if err == nil && (in.Status != "ACTIVE" || in.Fault != nil) {
 		err = fmt.Errorf("throughput: create %s ended %s (fault %+v), want ACTIVE", out.Server.ID, in.Status, in.Fault)
@@ -142,7 +136,7 @@ func (c *pathClient) act(ctx context.Context) error {
 	if err := c.api.Do(ctx, "POST", "/v2.1/servers/"+in.id+"/action", body, http.StatusAccepted, nil); err != nil {
 		return err
 	}
-	got, err := waitIdle(ctx, c.api, in.id, &c.polls)
+	got, err := waitIdle(ctx, c.api, in.id, &c.waits)
 	if err != nil {
 		return err
 	}
@@ -243,9 +237,9 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 	if err := each(cfg.Clients, func(i int) error {
 		c := &pathClient{api: a}
 		cs[i] = c
-		var polls int64
+		var waits int64
 		for j := range cfg.PerClient {
-			id, _, err := create(ctx, a, fmt.Sprintf("path-%d-%d", i, j), &polls)
+			id, _, err := create(ctx, a, fmt.Sprintf("path-%d-%d", i, j), &waits)
 			if err != nil {
 				return err
 			}
@@ -265,9 +259,9 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 		return err
 	}
 	seq0 := map[*inst]int64{}
-	var polls0 int64
+	var waits0 int64
 	for _, c := range cs {
-		polls0 += c.polls
+		waits0 += c.waits
 		for _, in := range c.insts {
 			seq0[in] = in.seq
 		}
@@ -303,27 +297,27 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 	}
 
 	p := &rep.Path
-	var polls int64
+	var waits int64
 	for i, c := range cs {
 		p.Actions += int64(actions[i])
-		polls += c.polls
+		waits += c.waits
 		for _, in := range c.insts {
 			p.Changes += in.seq - seq0[in]
 		}
 	}
-	polls -= polls0
+	waits -= waits0
 	if p.Actions == 0 || p.Changes == 0 {
 		return fmt.Errorf("throughput: no action completed in %v", cfg.Duration)
 	}
 	p.Seconds = took.Seconds()
 	p.ChangesPerSec = float64(p.Changes) / p.Seconds
 	p.Ratio = p.ChangesPerSec / rep.Raw.TxnPerSec
-	p.PollsPerAction = float64(polls) / float64(p.Actions)
+	p.WaitsPerAction = float64(waits) / float64(p.Actions)
 
 	per := func(name string) float64 { return (m1[name] - m0[name]) / float64(p.Actions) }
 	rep.Etcd = EtcdOps{
 		Txn: per("etcd_mvcc_txn_total"), Put: per("etcd_mvcc_put_total"), Delete: per("etcd_mvcc_delete_total"),
-		Range: per("etcd_mvcc_range_total"), Polls: p.PollsPerAction,
+		Range: per("etcd_mvcc_range_total"), Waits: p.WaitsPerAction,
 		Proposals: per("etcd_server_proposals_committed_total"), Fsyncs: per("etcd_disk_wal_fsync_duration_seconds_count"),
 	}
 	if n := m1["etcd_disk_wal_fsync_duration_seconds_count"] - m0["etcd_disk_wal_fsync_duration_seconds_count"]; n > 0 {

@@ -16,7 +16,7 @@
 //     of a status change) through the in-process client for Duration.
 //  2. path: Clients clients, each owning its instances, stop and start
 //     them through the HTTP API for Duration, each action waited for to
-//     its end by polling the instance. Status changes are counted from
+//     its end by long-polling the instance (?wait=settled). Status changes are counted from
 //     each instance's history (its newest sequence number before and
 //     after), not assumed.
 //  3. etcd operations per action, from etcd's own counters on the
@@ -25,8 +25,8 @@
 //     phase 2, and lucid serve's split by component from a CPU profile
 //     (serve --cpu-profile, from ready to stop, so warm-up and phase 2).
 //  5. create → ACTIVE with Clients concurrent creators, Instances
-//     creates on a second server: client-side (POST to the first poll
-//     that shows no transition, polling every millisecond) and
+//     creates on a second server: client-side (POST to the answer of
+//     the long-poll that shows no transition) and
 //     server-side (the ACTIVE history record's time minus BUILD's).
 //  6. listing: GET /v2.1/servers/detail of those Instances beside a
 //     ranged read of the same keys by an etcd client in this process

@@ -47,15 +47,15 @@ func TestCommandEndToEnd(t *testing.T) {
 	p := r.Path
 	// Each stop or start is exactly two status changes, counted from
 	// history: anything else is a lost or doubled change, or a miscount.
-	if p.Actions <= 0 || p.Changes != 2*p.Actions || p.ChangesPerSec <= 0 || p.PollsPerAction < 1 {
-		t.Errorf("path %+v: want actions of two history records each, and at least one poll each", p)
+	if p.Actions <= 0 || p.Changes != 2*p.Actions || p.ChangesPerSec <= 0 || p.WaitsPerAction < 1 {
+		t.Errorf("path %+v: want actions of two history records each, and at least one long-poll each", p)
 	}
 	if want := p.ChangesPerSec / r.Raw.TxnPerSec; p.Ratio <= 0 || math.Abs(p.Ratio-want) > 1e-9 {
 		t.Errorf("ratio %v, want changes/s over raw txn/s = %v", p.Ratio, want)
 	}
 	// Each action writes at least its two changes, each one transaction.
-	if e := r.Etcd; e.Txn < 2 || e.Put < 2 || e.Range <= 0 || e.Proposals < 2 || e.Polls != p.PollsPerAction || e.Fsyncs <= 0 || e.FsyncMs <= 0 {
-		t.Errorf("etcd per action %+v: want at least 2 txns, puts and proposals, some ranges, the polls of the path", e)
+	if e := r.Etcd; e.Txn < 2 || e.Put < 2 || e.Range <= 0 || e.Proposals < 2 || e.Waits != p.WaitsPerAction || e.Fsyncs <= 0 || e.FsyncMs <= 0 {
+		t.Errorf("etcd per action %+v: want at least 2 txns, puts and proposals, some ranges, the long-polls of the path", e)
 	}
 	c := r.CPU
 	if c.ServeUs <= 0 || c.PluginUs < 0 || c.LoadUs <= 0 || c.ProfileSeconds <= 0 {

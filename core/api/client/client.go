@@ -210,14 +210,33 @@ func (c *Client) Images(ctx context.Context) ([]Image, error) {
 	return out.Images, err
 }
 
+// WaitTimeout is how long each of Wait's long-polls asks the server to
+// hold the request (below the client's own 60s timeout and the server's
+// cap).
+const WaitTimeout = 30 * time.Second
+
 // Wait follows the action of request requestID on instance id until it
 // has ended, calling seen with each status change it made, in order: the
 // instance's history records of that request. Unlike polling the status,
 // this misses no step however fast it passed. It returns the instance as
 // the action left it, or ErrGone after a delete.
-func (c *Client) Wait(ctx context.Context, id, requestID string, every time.Duration, seen func(HistoryRecord)) (Instance, error) {
+//
+// It does not poll: it long-polls the instance (GET
+// /v1/instances/{id}?wait=settled), which the server answers when no
+// transition is in flight, or after WaitTimeout with the transition
+// still set, when Wait asks again. So an action costs one long-poll and
+// one history read, plus one more of each per WaitTimeout it lasts; with
+// seen set, the history is also read once before waiting, so the first
+// status shows at once, and the others when the action ends (or at each
+// WaitTimeout). An action replaced by another (a delete pre-empting a
+// create) has ended for Wait when an answer shows the other one: at the
+// latest when that one settles, or at the next WaitTimeout.
+func (c *Client) Wait(ctx context.Context, id, requestID string, seen func(HistoryRecord)) (Instance, error) {
 	printed := 0
 	report := func() error {
+		if seen == nil {
+			return nil
+		}
 		h, err := c.History(ctx, id)
 		if err != nil {
 			return err
@@ -229,14 +248,20 @@ func (c *Client) Wait(ctx context.Context, id, requestID string, every time.Dura
 			}
 		}
 		for ; printed < len(mine); printed++ {
-			if seen != nil {
-				seen(mine[printed])
-			}
+			seen(mine[printed])
 		}
 		return nil
 	}
+	if err := report(); err != nil && !IsNotFound(err) {
+		return Instance{}, err
+	}
+	path := "/v1/instances/" + url.PathEscape(id) + "?wait=settled&timeout=" + WaitTimeout.String()
 	for {
-		in, err := c.Instance(ctx, id)
+		var out struct {
+			Instance Instance `json:"instance"`
+		}
+		_, err := c.Do(ctx, "GET", path, nil, &out, http.StatusOK)
+		in := out.Instance
 		gone := IsNotFound(err)
 		if err != nil && !gone {
 			return Instance{}, err
@@ -250,11 +275,6 @@ func (c *Client) Wait(ctx context.Context, id, requestID string, every time.Dura
 			return Instance{}, ErrGone
 		case done:
 			return in, nil
-		}
-		select {
-		case <-ctx.Done():
-			return in, ctx.Err()
-		case <-time.After(every):
 		}
 	}
 }
