@@ -21,7 +21,7 @@ type Path struct {
 	Seconds        float64 `json:"seconds"`
 	ChangesPerSec  float64 `json:"status_changes_per_s"`
 	Ratio          float64 `json:"ratio_to_raw"`     // ChangesPerSec over the raw Txn/s
-	WaitsPerAction float64 `json:"waits_per_action"` // long-waits
+	WaitsPerAction float64 `json:"waits_per_action"` // long-polls
 }
 
 // EtcdOps is phase 3: etcd's own counters over phase 2, per action.
@@ -68,7 +68,7 @@ type pathClient struct {
 	api   *soak.API
 	insts []*inst
 	n     int   // actions made
-	waits int64 // long-waits sent
+	waits int64 // long-polls sent
 }
 
 // idle is what a long-poll's answer holds of an instance: what waiting
@@ -81,7 +81,7 @@ type idle struct {
 	Transition json.RawMessage `json:"transition"`
 }
 
-// waitIdle long-waits the instance (GET /v1/instances/{id}?wait=settled,
+// waitIdle long-polls the instance (GET /v1/instances/{id}?wait=settled,
 // answered when no action is in flight, or after 30s with it still in
 // flight, when it asks again) and returns it idle; waits counts the
 // requests.
