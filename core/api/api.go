@@ -252,7 +252,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.logAccess(r, sw.code, start, rid)
 		return
 	}
-	_, route := s.mux.Handler(r)
 	// After authentication, which names the user the limit is kept for;
 	// before the handler, so a refused request costs no more than that
 	// (and a held one nothing but its goroutine and connection).
@@ -262,13 +261,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			sw.code = 499 // the client went away while its request was held
 		}
+		_, route := s.mux.Handler(r)
 		s.logAccess(r, sw.code, start, rid)
 		s.metrics.Request(route, sw.code, time.Since(start))
 		return
 	}
 	s.mux.ServeHTTP(sw, r)
 	s.logAccess(r, sw.code, start, rid)
-	s.metrics.Request(route, sw.code, time.Since(start))
+	// The mux set the route it matched on r: no second lookup.
+	s.metrics.Request(r.Pattern, sw.code, time.Since(start))
 }
 
 func (s *Server) logAccess(r *http.Request, code int, start time.Time, rid string) {
