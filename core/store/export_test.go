@@ -59,3 +59,6 @@ func (s *Store) RawKeys(ctx context.Context, prefix string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// DecodedLen is how many states and transitions the decode cache holds.
+func (s *Store) DecodedLen() (states, transitions int) { return s.decodedLen() }

@@ -26,7 +26,6 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -61,6 +60,9 @@ type Store struct {
 	cli    *clientv3.Client
 	prefix string
 	usage  usageCache // the project usage shards this Store last saw
+	// decoded holds the states and transitions already decoded, by key
+	// and revision (decoded.go); Get, List and the watch share them.
+	decoded decodeCache
 }
 
 // New returns a Store using cli (for example an embedded member's
@@ -127,6 +129,18 @@ func (s *Store) historyKey(id string, seq int64) string {
 
 // Record is an instance as read from etcd, with the revisions that guard
 // the next write.
+//
+// Records read by Get and List (and the transitions of WatchTransitions)
+// share what they point to with every other reader of the same revision:
+// the decoded records are cached by key and ModRevision (decoded.go). A
+// Record's own fields, and those of State and of *Transition, are the
+// caller's to change; the maps, slices and pointed-to values inside them
+// (State.Metadata, State.Flags, State.Fault, State.OldFlavor,
+// Transition.Steps, Transition.Flavor, Transition.Image) are not: never
+// write into them; replace them (copy on write: st.Flags =
+// append(slices.Clone(st.Flags), f); st.Fault = &instance.Fault{...}).
+// The shared slices have no spare capacity, so an append copies.
+// CheckShared finds a record that was changed in place.
 type Record struct {
 	State      instance.State
 	Transition *instance.Transition
@@ -159,9 +173,14 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("store: get %s: %w", id, err)
 	}
-	recs := s.decode(resp.Kvs)
+	recs := s.decode(resp.Kvs, 0)
+	rev := resp.Header.Revision
 	if len(recs) == 0 || recs[0].StateRev == 0 {
+		s.forget(id, rev, true, true)
 		return Record{}, fmt.Errorf("%w: %s", instance.ErrNotFound, id)
+	}
+	if recs[0].TransitionRev == 0 {
+		s.forget(id, rev, false, true)
 	}
 	return recs[0], nil
 }
@@ -173,7 +192,7 @@ func (s *Store) List(ctx context.Context) ([]Record, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: list: %w", err)
 	}
-	recs := s.decode(resp.Kvs)
+	recs := s.decode(resp.Kvs, resp.Header.Revision)
 	out := recs[:0]
 	for _, r := range recs {
 		if r.StateRev != 0 {
@@ -181,49 +200,6 @@ func (s *Store) List(ctx context.Context) ([]Record, int64, error) {
 		}
 	}
 	return out, resp.Header.Revision, nil
-}
-
-// decode groups state and transition keys (which sort together) into
-// records, in key order. A value that does not decode marks its record
-// unreadable (Record.Err) instead of failing the whole read.
-func (s *Store) decode(kvs []*mvccpb.KeyValue) []Record {
-	var out []Record
-	base := s.key("instances") + "/"
-	last := ""
-	for _, kv := range kvs {
-		rest := strings.TrimPrefix(string(kv.Key), base)
-		id, kind, ok := strings.Cut(rest, "/")
-		if !ok {
-			continue
-		}
-		// A record's keys sort together, so a new id starts a new record.
-		if len(out) == 0 || id != last {
-			out = append(out, Record{})
-			last = id
-		}
-		r := &out[len(out)-1]
-		switch kind {
-		case "state":
-			st, err := instance.DecodeState(kv.Value)
-			if err != nil {
-				r.Err = errors.Join(r.Err, fmt.Errorf("%w: %s: %w", ErrUnreadable, kv.Key, err))
-				st = instance.State{ID: id}
-			}
-			if st.ID == "" {
-				st.ID = id
-			}
-			r.State, r.StateRev = st, kv.ModRevision
-		case "transition":
-			t, err := instance.DecodeTransition(kv.Value)
-			if err != nil {
-				r.Err = errors.Join(r.Err, fmt.Errorf("%w: %s: %w", ErrUnreadable, kv.Key, err))
-			} else {
-				r.Transition = &t
-			}
-			r.TransitionRev = kv.ModRevision
-		}
-	}
-	return out
 }
 
 // Change is one write of an instance: the new state (nil deletes it: the
@@ -354,6 +330,10 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 	}
 	if ch.Transition != nil {
 		next.TransitionRev = rev
+	}
+	if ch.State == nil || ch.Transition == nil {
+		// The keys this change deleted are gone from the decode cache too.
+		s.forget(ch.ID, rev, ch.State == nil, true)
 	}
 	return next, nil
 }

@@ -18,7 +18,8 @@ import (
 var ErrCompacted = errors.New("watch revision compacted")
 
 // TransitionEvent says that an instance's transition was written or
-// removed at Revision.
+// removed at Revision. Transition shares what it points to with other
+// readers, as a Record does.
 type TransitionEvent struct {
 	ID string
 	// Transition is nil when the transition key was deleted (the action
@@ -67,11 +68,19 @@ func (s *Store) WatchTransitions(ctx context.Context, after int64, fn func(Trans
 			}
 			te := TransitionEvent{ID: id, Revision: ev.Kv.ModRevision}
 			if ev.Type == mvccpb.PUT {
-				t, err := instance.DecodeTransition(ev.Kv.Value)
-				if err != nil {
-					return fmt.Errorf("store: decode %s: %w", ev.Kv.Key, err)
+				// Through the decode cache: the reads of the same
+				// revision (the API's, a listing's) find it decoded.
+				recs := s.decode([]*mvccpb.KeyValue{ev.Kv}, 0)
+				if len(recs) != 1 || recs[0].Transition == nil {
+					err := ErrUnreadable
+					if len(recs) == 1 && recs[0].Err != nil {
+						err = recs[0].Err
+					}
+					return fmt.Errorf("store: watch: %w", err)
 				}
-				te.Transition = &t
+				te.Transition = recs[0].Transition
+			} else {
+				s.forget(id, ev.Kv.ModRevision, false, true)
 			}
 			// etcd sends a revision's events in one response (no
 			// fragmenting is asked for), so the state written by the
@@ -79,6 +88,7 @@ func (s *Store) WatchTransitions(ctx context.Context, after int64, fn func(Trans
 			if st := sameWrite(resp.Events, base+id+"/state", te.Revision); st != nil {
 				if st.Type == mvccpb.DELETE {
 					te.Gone = true
+					s.forget(id, te.Revision, true, true)
 				} else {
 					te.Record = s.eventRecord(id, st.Kv, te)
 				}
@@ -109,15 +119,12 @@ func (s *Store) eventRecord(id string, kv *mvccpb.KeyValue, te TransitionEvent) 
 	if te.Transition != nil {
 		r.TransitionRev = te.Revision
 	}
-	st, err := instance.DecodeState(kv.Value)
-	if err != nil {
-		r.Err = fmt.Errorf("%w: %s: %w", ErrUnreadable, kv.Key, err)
-		st = instance.State{ID: id}
+	// Through the decode cache, as Get and List are.
+	if recs := s.decode([]*mvccpb.KeyValue{kv}, 0); len(recs) == 1 {
+		r.State, r.Err = recs[0].State, recs[0].Err
+	} else {
+		r.State, r.Err = instance.State{ID: id}, fmt.Errorf("%w: %s", ErrUnreadable, kv.Key)
 	}
-	if st.ID == "" {
-		st.ID = id
-	}
-	r.State = st
 	return r
 }
 
