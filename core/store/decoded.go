@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,11 @@ type decodeCache struct {
 	seed        maphash.Seed
 	states      map[string]*cached[instance.State]
 	transitions map[string]*cached[instance.Transition]
+	// check (CheckDecoded) keeps each entry's bytes, and compares an
+	// entry with them when it leaves the cache; changed collects the
+	// differences for CheckShared.
+	check   bool
+	changed []error
 }
 
 // cached is a value decoded from the bytes of hash sum, written at rev.
@@ -49,6 +55,7 @@ type cached[T any] struct {
 	rev, listed int64 // listed: the newest List's revision that returned it
 	sum         uint64
 	v           T
+	raw         []byte // the bytes, when checking (decodeCache.check)
 }
 
 // valid reports whether e was decoded from a key's bytes written at rev
@@ -59,17 +66,21 @@ func (e *cached[T]) valid(rev int64, sum uint64) bool {
 
 // keep stores e for key unless a newer revision is there (two reads
 // racing), evicting an eighth of m when it is full.
-func keep[T any](m map[string]*cached[T], key string, e *cached[T]) {
+func keep[T any](c *decodeCache, m map[string]*cached[T], key string, e *cached[T]) {
 	old, ok := m[key]
 	if ok && old.rev > e.rev {
 		return
 	}
+	if ok {
+		retire(c, key, old)
+	}
 	if !ok && len(m) >= decodedLimit {
 		n := len(m) / 8
-		for k := range m {
+		for k, old := range m {
 			if n == 0 {
 				break
 			}
+			retire(c, k, old)
 			delete(m, k)
 			n--
 		}
@@ -79,9 +90,10 @@ func keep[T any](m map[string]*cached[T], key string, e *cached[T]) {
 
 // sweep drops the entries of keys a List at rev did not return although
 // they existed at or before rev: those keys are gone.
-func sweep[T any](m map[string]*cached[T], rev int64) {
+func sweep[T any](c *decodeCache, m map[string]*cached[T], rev int64) {
 	for k, e := range m {
 		if e.rev <= rev && e.listed < rev {
+			retire(c, k, e)
 			delete(m, k)
 		}
 	}
@@ -89,10 +101,42 @@ func sweep[T any](m map[string]*cached[T], rev int64) {
 
 // dropUpTo drops key's entry if it is from rev or before: a read at rev
 // (or a commit that wrote rev) showed the key absent.
-func dropUpTo[T any](m map[string]*cached[T], key string, rev int64) {
+func dropUpTo[T any](c *decodeCache, m map[string]*cached[T], key string, rev int64) {
 	if e, ok := m[key]; ok && e.rev <= rev {
+		retire(c, key, e)
 		delete(m, key)
 	}
+}
+
+// retire compares an entry leaving the cache with the bytes it was
+// decoded from, when the cache keeps them (CheckDecoded); c.mu is held.
+func retire[T any](c *decodeCache, key string, e *cached[T]) {
+	if e.raw == nil {
+		return
+	}
+	if err := changed(key, e); err != nil {
+		c.changed = append(c.changed, err)
+	}
+}
+
+// changed decodes e's bytes again and reports a difference from e's
+// value, naming key: a reader wrote into the shared record.
+func changed[T any](key string, e *cached[T]) error {
+	var fresh T
+	var err error
+	switch p := any(&fresh).(type) {
+	case *instance.State:
+		*p, err = instance.DecodeState(e.raw)
+		if p.ID == "" {
+			p.ID = any(e.v).(instance.State).ID // decode fills it from the key
+		}
+	case *instance.Transition:
+		*p, err = instance.DecodeTransition(e.raw)
+	}
+	if err != nil || reflect.DeepEqual(fresh, e.v) {
+		return nil
+	}
+	return fmt.Errorf("store: %s at revision %d was changed after decoding: shared %+v, stored %+v", key, e.rev, e.v, fresh)
 }
 
 // kind is which record a key under instances/<id>/ holds.
@@ -151,6 +195,7 @@ func (s *Store) decode(kvs []*mvccpb.KeyValue, listRev int64) []Record {
 
 	// Hits under one lock; misses are decoded outside it.
 	c.mu.Lock()
+	check := c.check
 	miss := 0
 	for i := range items {
 		it := &items[i]
@@ -189,6 +234,9 @@ func (s *Store) decode(kvs []*mvccpb.KeyValue, listRev int64) []Record {
 				}
 				st.Flags = slices.Clip(st.Flags)
 				it.state, it.fresh = &cached[instance.State]{rev: it.kv.ModRevision, listed: listRev, sum: it.sum, v: st}, true
+				if check {
+					it.state.raw = bytes.Clone(it.kv.Value)
+				}
 			case it.kind == kindTransition && it.trans == nil:
 				t, err := instance.DecodeTransition(it.kv.Value)
 				if err != nil {
@@ -197,6 +245,9 @@ func (s *Store) decode(kvs []*mvccpb.KeyValue, listRev int64) []Record {
 				}
 				t.Steps = slices.Clip(t.Steps)
 				it.trans, it.fresh = &cached[instance.Transition]{rev: it.kv.ModRevision, listed: listRev, sum: it.sum, v: t}, true
+				if check {
+					it.trans.raw = bytes.Clone(it.kv.Value)
+				}
 			}
 		}
 	}
@@ -208,14 +259,14 @@ func (s *Store) decode(kvs []*mvccpb.KeyValue, listRev int64) []Record {
 			switch {
 			case !it.fresh:
 			case it.state != nil:
-				keep(c.states, string(it.kv.Key), it.state)
+				keep(c, c.states, string(it.kv.Key), it.state)
 			case it.trans != nil:
-				keep(c.transitions, string(it.kv.Key), it.trans)
+				keep(c, c.transitions, string(it.kv.Key), it.trans)
 			}
 		}
 		if listRev != 0 {
-			sweep(c.states, listRev)
-			sweep(c.transitions, listRev)
+			sweep(c, c.states, listRev)
+			sweep(c, c.transitions, listRev)
 		}
 		c.mu.Unlock()
 	}
@@ -279,10 +330,10 @@ func (s *Store) forget(id string, rev int64, state, transition bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if state {
-		dropUpTo(c.states, s.stateKey(id), rev)
+		dropUpTo(c, c.states, s.stateKey(id), rev)
 	}
 	if transition {
-		dropUpTo(c.transitions, s.transitionKey(id), rev)
+		dropUpTo(c, c.transitions, s.transitionKey(id), rev)
 	}
 }
 
@@ -294,12 +345,25 @@ func (s *Store) decodedLen() (states, transitions int) {
 	return len(c.states), len(c.transitions)
 }
 
-// CheckShared reads every instance again and compares each record the
-// decode cache holds for the bytes read with a fresh decode of those
-// bytes. A difference means a caller mutated a record it shares with
-// every other reader (see Record); the error names the keys. Tests run it
-// after exercising the action paths; it decodes everything, so it is not
-// for a server's hot path.
+// CheckDecoded makes the decode cache keep the bytes of each record it
+// decodes from now on, so that CheckShared can compare a record with them
+// also when it leaves the cache (replaced by a newer revision, deleted,
+// evicted): a record changed in place and then written again would
+// otherwise go unnoticed. For tests: it doubles the cache's memory and
+// decodes every record twice.
+func (s *Store) CheckDecoded() {
+	s.decoded.mu.Lock()
+	defer s.decoded.mu.Unlock()
+	s.decoded.check = true
+}
+
+// CheckShared reports every record a caller changed after it was decoded
+// (store.Record: decoded records are shared, never to be written into),
+// naming its key: the records the decode cache holds compared with a
+// fresh decode of the bytes now stored at their revision, and, after
+// CheckDecoded, the records that left the cache since the last call
+// compared with their own bytes. It decodes everything, so it is for
+// tests, not a server's hot path.
 func (s *Store) CheckShared(ctx context.Context) error {
 	resp, err := s.cli.Get(ctx, s.key("instances")+"/", clientv3.WithPrefix())
 	if err != nil {
@@ -307,26 +371,24 @@ func (s *Store) CheckShared(ctx context.Context) error {
 	}
 	c := &s.decoded
 	seed := c.seedOf()
-	var errs []error
+	c.mu.Lock()
+	errs := c.changed
+	c.changed = nil
+	c.mu.Unlock()
 	for _, kv := range resp.Kvs {
 		sum := maphash.Bytes(seed, kv.Value)
 		c.mu.Lock()
 		st, tr := c.states[string(kv.Key)], c.transitions[string(kv.Key)]
 		c.mu.Unlock()
+		var err error
 		switch {
 		case st.valid(kv.ModRevision, sum):
-			fresh, err := instance.DecodeState(kv.Value)
-			if err == nil && fresh.ID == "" {
-				fresh.ID = st.v.ID
-			}
-			if err == nil && !reflect.DeepEqual(fresh, st.v) {
-				errs = append(errs, fmt.Errorf("store: %s at revision %d was changed after decoding: cached %+v, stored %+v", kv.Key, kv.ModRevision, st.v, fresh))
-			}
+			err = changed(string(kv.Key), &cached[instance.State]{rev: st.rev, v: st.v, raw: kv.Value})
 		case tr.valid(kv.ModRevision, sum):
-			fresh, err := instance.DecodeTransition(kv.Value)
-			if err == nil && !reflect.DeepEqual(fresh, tr.v) {
-				errs = append(errs, fmt.Errorf("store: %s at revision %d was changed after decoding: cached %+v, stored %+v", kv.Key, kv.ModRevision, tr.v, fresh))
-			}
+			err = changed(string(kv.Key), &cached[instance.Transition]{rev: tr.rev, v: tr.v, raw: kv.Value})
+		}
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -180,3 +180,32 @@ func mustJSON(t *testing.T, st instance.State) string {
 	}
 	return string(b)
 }
+
+// After CheckDecoded, a record changed in place is found even once a
+// newer revision has replaced it in the cache: the read, change, write
+// again of a careless caller.
+func TestCheckDecodedFindsReplacedMutation(t *testing.T) {
+	s := testenv.Store(t)
+	ctx := context.Background()
+	s.CheckDecoded()
+	settle(t, s, create(t, s, "a"))
+	rec, err := s.Get(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := rec.State
+	st.Metadata["role"] = "db" // wrong: writes into the shared map
+	if _, err := s.Commit(ctx, rec, store.Change{ID: "a", State: &st}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "a"); err != nil { // decodes the new revision, retiring the old
+		t.Fatal(err)
+	}
+	err = s.CheckShared(ctx)
+	if want := fmt.Sprintf("/instances/a/state at revision %d was changed", rec.StateRev); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("CheckShared = %v, want an error containing %q", err, want)
+	}
+	if err := s.CheckShared(ctx); err != nil {
+		t.Fatalf("a second CheckShared reports again: %v", err)
+	}
+}
