@@ -221,7 +221,7 @@ func FuzzServerListQuery(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for i, r := range page {
-			if !sq.match(r) || seen[r.State.ID] || r.State.ID == sq.marker || i > 0 && sq.compare(page[i-1], r) > 0 {
+			if !sq.match(&r) || seen[r.State.ID] || r.State.ID == sq.marker || i > 0 && sq.compare(&page[i-1], &r) > 0 {
 				t.Fatalf("page %v: %s does not match, repeats, is the marker or is out of order", ids(page), r.State.ID)
 			}
 			seen[r.State.ID] = true

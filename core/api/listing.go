@@ -38,29 +38,29 @@ type serverQuery struct {
 type sortKey struct {
 	name string
 	desc bool
-	cmp  func(a, b store.Record) int
+	cmp  func(a, b *store.Record) int
 }
 
 // sortKeys are the sort_key values Lucid implements, Nova's names. Nova
 // knows more (launched_at, key_name, …); asking for one of those is 400.
-var sortKeys = map[string]func(a, b store.Record) int{
-	"created_at":   func(a, b store.Record) int { return a.State.CreatedAt.Compare(b.State.CreatedAt) },
-	"updated_at":   func(a, b store.Record) int { return a.State.UpdatedAt.Compare(b.State.UpdatedAt) },
-	"display_name": func(a, b store.Record) int { return cmp.Compare(a.State.Name, b.State.Name) },
-	"uuid":         func(a, b store.Record) int { return cmp.Compare(a.State.ID, b.State.ID) },
-	"host":         func(a, b store.Record) int { return cmp.Compare(a.State.Node, b.State.Node) },
-	"node":         func(a, b store.Record) int { return cmp.Compare(a.State.Node, b.State.Node) },
-	"vm_state":     func(a, b store.Record) int { return cmp.Compare(a.State.VMState, b.State.VMState) },
-	"task_state": func(a, b store.Record) int {
+var sortKeys = map[string]func(a, b *store.Record) int{
+	"created_at":   func(a, b *store.Record) int { return a.State.CreatedAt.Compare(b.State.CreatedAt) },
+	"updated_at":   func(a, b *store.Record) int { return a.State.UpdatedAt.Compare(b.State.UpdatedAt) },
+	"display_name": func(a, b *store.Record) int { return cmp.Compare(a.State.Name, b.State.Name) },
+	"uuid":         func(a, b *store.Record) int { return cmp.Compare(a.State.ID, b.State.ID) },
+	"host":         func(a, b *store.Record) int { return cmp.Compare(a.State.Node, b.State.Node) },
+	"node":         func(a, b *store.Record) int { return cmp.Compare(a.State.Node, b.State.Node) },
+	"vm_state":     func(a, b *store.Record) int { return cmp.Compare(a.State.VMState, b.State.VMState) },
+	"task_state": func(a, b *store.Record) int {
 		return cmp.Compare(instance.TaskState(a.Transition), instance.TaskState(b.Transition))
 	},
-	"power_state": func(a, b store.Record) int {
+	"power_state": func(a, b *store.Record) int {
 		return cmp.Compare(instance.PowerCode(a.State.PowerState), instance.PowerCode(b.State.PowerState))
 	},
-	"image_ref":        func(a, b store.Record) int { return cmp.Compare(a.State.Image.ID, b.State.Image.ID) },
-	"instance_type_id": func(a, b store.Record) int { return cmp.Compare(a.State.Flavor.ID, b.State.Flavor.ID) },
-	"project_id":       func(a, b store.Record) int { return cmp.Compare(a.State.Project, b.State.Project) },
-	"user_id":          func(a, b store.Record) int { return cmp.Compare(a.State.User, b.State.User) },
+	"image_ref":        func(a, b *store.Record) int { return cmp.Compare(a.State.Image.ID, b.State.Image.ID) },
+	"instance_type_id": func(a, b *store.Record) int { return cmp.Compare(a.State.Flavor.ID, b.State.Flavor.ID) },
+	"project_id":       func(a, b *store.Record) int { return cmp.Compare(a.State.Project, b.State.Project) },
+	"user_id":          func(a, b *store.Record) int { return cmp.Compare(a.State.User, b.State.User) },
 }
 
 // serverParams are the query parameters a server list accepts. Any other
@@ -205,7 +205,7 @@ func parseSort(q url.Values) ([]sortKey, error) {
 	return out, nil
 }
 
-func (sq serverQuery) compare(a, b store.Record) int {
+func (sq serverQuery) compare(a, b *store.Record) int {
 	for _, k := range sq.order {
 		c := k.cmp(a, b)
 		if k.desc {
@@ -218,8 +218,8 @@ func (sq serverQuery) compare(a, b store.Record) int {
 	return 0
 }
 
-func (sq serverQuery) match(rec store.Record) bool {
-	st := rec.State
+func (sq serverQuery) match(rec *store.Record) bool {
+	st := &rec.State
 	switch {
 	case sq.name != nil && !sq.name.MatchString(st.Name),
 		sq.statuses != nil && !slices.Contains(sq.statuses, rec.Status()),
@@ -238,32 +238,38 @@ func (sq serverQuery) match(rec store.Record) bool {
 // matching records, and whether more match after them. The marker is
 // found among all instances, not only the matching ones, so a page
 // boundary survives the marker's instance changing status; an id that is
-// no instance is ErrInvalid.
+// no instance is ErrInvalid. It sorts pointers, not the records (each
+// several hundred bytes), and copies only the page out.
 func (sq serverQuery) page(recs []store.Record) ([]store.Record, bool, error) {
-	if sq.only != "" {
+	ptrs := make([]*store.Record, 0, len(recs))
+	for i := range recs {
 		// Another project's instances are not there at all, not even as
 		// a marker.
-		recs = slices.DeleteFunc(slices.Clone(recs), func(r store.Record) bool { return r.State.Project != sq.only })
+		if sq.only == "" || recs[i].State.Project == sq.only {
+			ptrs = append(ptrs, &recs[i])
+		}
 	}
-	recs = slices.Clone(recs)
-	slices.SortFunc(recs, sq.compare)
+	slices.SortFunc(ptrs, sq.compare)
 	start := 0
 	if sq.marker != "" {
-		i := slices.IndexFunc(recs, func(r store.Record) bool { return r.State.ID == sq.marker })
+		i := slices.IndexFunc(ptrs, func(r *store.Record) bool { return r.State.ID == sq.marker })
 		if i < 0 {
 			return nil, false, fmt.Errorf("%w: marker [%s] not found", instance.ErrInvalid, sq.marker)
 		}
 		start = i + 1
 	}
 	var out []store.Record
-	for _, rec := range recs[start:] {
+	for _, rec := range ptrs[start:] {
 		if !sq.match(rec) {
 			continue
 		}
 		if len(out) == sq.limit {
 			return out, true, nil
 		}
-		out = append(out, rec)
+		if out == nil {
+			out = make([]store.Record, 0, min(sq.limit, len(ptrs)-start))
+		}
+		out = append(out, *rec)
 	}
 	return out, false, nil
 }
