@@ -117,6 +117,7 @@ type Server struct {
 	catalogTime   time.Time
 	limiter       *limiter // nil: no rate limit
 	feed          Feed     // nil: no long-polls
+	bodies        serverBodies
 }
 
 // New returns the API handler.

@@ -265,17 +265,22 @@ func (s *Server) listServers(detail bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		out := make([]any, 0, len(page))
+		var next []link
+		if more && len(page) > 0 {
+			next = nextLink(r, page[len(page)-1].State.ID)
+		}
+		if detail {
+			s.writeServerDetails(w, r, page, next)
+			s.bodies.prune(recs)
+			return
+		}
+		out := make([]serverSummary, 0, len(page))
 		for _, rec := range page {
-			if detail {
-				out = append(out, serverDetail(r, rec))
-			} else {
-				out = append(out, serverSummary{ID: rec.State.ID, Links: selfAndBookmark(r, "servers", rec.State.ID), Name: rec.State.Name})
-			}
+			out = append(out, serverSummary{ID: rec.State.ID, Links: selfAndBookmark(r, "servers", rec.State.ID), Name: rec.State.Name})
 		}
 		body := map[string]any{"servers": out}
-		if more && len(page) > 0 {
-			body["servers_links"] = nextLink(r, page[len(page)-1].State.ID)
+		if next != nil {
+			body["servers_links"] = next
 		}
 		writeJSON(w, http.StatusOK, body)
 	}
