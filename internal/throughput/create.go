@@ -1,9 +1,12 @@
 package throughput
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -30,11 +33,19 @@ type Create struct {
 
 // Listing is phase 6: one listing of every instance through the API
 // beside a raw ranged read of their keys, each the median of Rounds.
+//
+// APIMs is from sending each page's request to having its whole answer,
+// as RawMs is from sending the range to having etcd's answer decoded by
+// its client; neither includes the load generator making sense of the
+// values (the raw read leaves its 1,000 JSON values undecoded). The API
+// side's JSON decoding of its answers, which it needs to count servers
+// and follow next links, is APIDecodedMs: the time including it.
 type Listing struct {
 	Instances     int     `json:"instances"`
 	Keys          int     `json:"keys"` // what the raw read returned
 	Rounds        int     `json:"rounds"`
 	APIMs         float64 `json:"api_ms"`
+	APIDecodedMs  float64 `json:"api_decoded_ms"`
 	RawMs         float64 `json:"raw_ms"`
 	Ratio         float64 `json:"ratio"`
 	APIUsPerInst  float64 `json:"api_us_per_instance"`
@@ -115,12 +126,12 @@ func list(ctx context.Context, cfg Config, srv *soak.Server, a *soak.API, rep *R
 	}
 	defer raw.Close()
 	const prefix = "/lucid/instances/"
-	var apiT, rawT []time.Duration
+	var apiT, decodedT, rawT []time.Duration
 	keys := 0
 	start := time.Now()
 	for len(apiT) < 3 || time.Since(start) < cfg.Duration {
 		t0 := time.Now()
-		n, err := listAPI(ctx, a)
+		n, took, err := listAPI(ctx, a)
 		if err != nil {
 			return err
 		}
@@ -135,23 +146,44 @@ func list(ctx context.Context, cfg Config, srv *soak.Server, a *soak.API, rep *R
 		if keys < cfg.Instances {
 			return fmt.Errorf("throughput: the raw read of %s returned %d keys for %d instances", prefix, keys, cfg.Instances)
 		}
-		apiT, rawT = append(apiT, t1.Sub(t0)), append(rawT, t2.Sub(t1))
+		apiT, decodedT, rawT = append(apiT, took), append(decodedT, t1.Sub(t0)), append(rawT, t2.Sub(t1))
 	}
 	am, rm := percentile(apiT, 50), percentile(rawT, 50)
 	rep.Listing = Listing{
 		Instances: cfg.Instances, Keys: keys, Rounds: len(apiT), PageSizeLimit: pageSize,
-		APIMs: ms(am), RawMs: ms(rm), Ratio: float64(am) / float64(rm),
+		APIMs: ms(am), APIDecodedMs: ms(percentile(decodedT, 50)), RawMs: ms(rm), Ratio: float64(am) / float64(rm),
 		APIUsPerInst: us(am) / float64(cfg.Instances), RawUsPerInst: us(rm) / float64(cfg.Instances),
 	}
 	return nil
 }
 
 // listAPI lists every server with its details, page by page, and returns
-// how many there were.
-func listAPI(ctx context.Context, a *soak.API) (int, error) {
+// how many there were and the time the pages took from request to last
+// byte: each answer is decoded (to count its servers and find the next
+// page) after its time is taken.
+func listAPI(ctx context.Context, a *soak.API) (int, time.Duration, error) {
 	path := fmt.Sprintf("/v2.1/servers/detail?limit=%d", pageSize)
 	n := 0
+	var took time.Duration
 	for path != "" {
+		t0 := time.Now()
+		req, err := http.NewRequestWithContext(ctx, "GET", a.Base+path, nil)
+		if err != nil {
+			return n, took, err
+		}
+		resp, err := a.HTTP.Do(req)
+		if err != nil {
+			return n, took, fmt.Errorf("throughput: GET %s: %w", path, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took += time.Since(t0)
+		if err != nil {
+			return n, took, fmt.Errorf("throughput: GET %s: %w", path, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return n, took, &soak.CallError{Method: "GET", Path: path, Status: resp.StatusCode, Body: string(bytes.TrimSpace(b))}
+		}
 		var out struct {
 			Servers []struct {
 				ID string `json:"id"`
@@ -161,8 +193,8 @@ func listAPI(ctx context.Context, a *soak.API) (int, error) {
 				Href string `json:"href"`
 			} `json:"servers_links"`
 		}
-		if err := a.Do(ctx, "GET", path, "", http.StatusOK, &out); err != nil {
-			return n, err
+		if err := json.Unmarshal(b, &out); err != nil {
+			return n, took, fmt.Errorf("throughput: GET %s: decode answer: %w", path, err)
 		}
 		n += len(out.Servers)
 		path = ""
@@ -172,12 +204,12 @@ func listAPI(ctx context.Context, a *soak.API) (int, error) {
 			}
 			u, err := url.Parse(l.Href)
 			if err != nil {
-				return n, fmt.Errorf("throughput: next link %q: %w", l.Href, err)
+				return n, took, fmt.Errorf("throughput: next link %q: %w", l.Href, err)
 			}
 			path = u.RequestURI()
 		}
 	}
-	return n, nil
+	return n, took, nil
 }
 
 // percentile is the nearest-rank p-th percentile of ds (0 when empty).

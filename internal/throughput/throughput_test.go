@@ -81,8 +81,8 @@ func TestCommandEndToEnd(t *testing.T) {
 		t.Errorf("create %+v: want 7 creates, p99 ≥ p50 > 0, and a client that sees ACTIVE after the server wrote it", cr)
 	}
 	l := r.Listing
-	if l.Instances != 7 || l.Keys < 7 || l.Rounds < 3 || l.APIMs <= 0 || l.RawMs <= 0 || l.Ratio <= 0 || l.APIUsPerInst <= 0 {
-		t.Errorf("listing %+v: want 7 instances, their keys, three rounds or more, and times", l)
+	if l.Instances != 7 || l.Keys < 7 || l.Rounds < 3 || l.APIMs <= 0 || l.APIDecodedMs < l.APIMs || l.RawMs <= 0 || l.Ratio <= 0 || l.APIUsPerInst <= 0 {
+		t.Errorf("listing %+v: want 7 instances, their keys, three rounds or more, and times (decoded no shorter than not)", l)
 	}
 	if len(r.Targets) != 4 {
 		t.Errorf("targets %+v, want the 4 of issue 13", r.Targets)
