@@ -450,7 +450,7 @@ type serverSummary struct {
 
 // serverBody is Nova's server view, basic or detailed, as a struct so a
 // listing of a thousand servers encodes without building and sorting a
-// map per server (see core/api/RATIONALE.md, "Server bodies"). Its fields
+// map per server (see core/api/RATIONALE.md, "Listing"). Its fields
 // are in the byte order of their JSON keys, the order encoding/json gave
 // the map this replaced, so the bytes on the wire did not change. A field
 // only some answers carry is omitempty: a pointer, or a json.RawMessage
