@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/lucid-project/lucid/core/api/client"
 	"github.com/lucid-project/lucid/internal/testnode"
 )
 
@@ -23,14 +25,18 @@ func BenchmarkListServers(b *testing.B) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	ids := make([]string, instances)
-	for range 16 {
+	errs := make([]error, 16)
+	for w := range 16 {
 		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < instances; i = int(next.Add(1)) - 1 {
-				ids[i], _ = n.Create(b, fmt.Sprintf("list-%d", i))
+			for i := int(next.Add(1)) - 1; i < instances && errs[w] == nil; i = int(next.Add(1)) - 1 {
+				ids[i], _, errs[w] = n.Client.Create(context.Background(), client.CreateRequest{Name: fmt.Sprintf("list-%d", i), FlavorRef: "m1.tiny", ImageRef: "cirros"})
 			}
 		})
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		b.Fatal(err)
+	}
 	for _, id := range ids {
 		n.Settle(b, id)
 	}
