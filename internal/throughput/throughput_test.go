@@ -50,6 +50,9 @@ func TestCommandEndToEnd(t *testing.T) {
 	if p.Actions <= 0 || p.Changes != 2*p.Actions || p.ChangesPerSec <= 0 || p.WaitsPerAction < 1 {
 		t.Errorf("path %+v: want actions of two history records each, and at least one long-poll each", p)
 	}
+	if len(r.RawRuns) != 2 || r.Raw != r.RawRuns[0] && r.Raw != r.RawRuns[1] || r.Raw.TxnPerSec < max(r.RawRuns[0].TxnPerSec, r.RawRuns[1].TxnPerSec) {
+		t.Errorf("raw runs %+v, baseline %+v: want two runs and the faster as the baseline", r.RawRuns, r.Raw)
+	}
 	if want := p.ChangesPerSec / r.Raw.TxnPerSec; p.Ratio <= 0 || math.Abs(p.Ratio-want) > 1e-9 {
 		t.Errorf("ratio %v, want changes/s over raw txn/s = %v", p.Ratio, want)
 	}
