@@ -1,0 +1,101 @@
+package store_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/lucid-project/lucid/core/instance"
+	"github.com/lucid-project/lucid/core/store"
+)
+
+func viewRec(id string, rev int64, inFlight bool) *store.Record {
+	r := &store.Record{State: instance.State{ID: id}, StateRev: rev}
+	if inFlight {
+		r.Transition = &instance.Transition{Action: instance.ActionStop}
+		r.TransitionRev = rev
+	}
+	return r
+}
+
+// TestViewApply pins what each event does to the View's entry of its
+// instance: newer records replace, old news is ignored, and anything the
+// View cannot vouch for (gone, no record, unreadable) is dropped so that
+// a reader goes to etcd.
+func TestViewApply(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		held    *store.Record // the entry before the event, nil: none
+		ev      store.TransitionEvent
+		wantRev int64 // the entry's StateRev after, 0: no entry
+	}{
+		{"new instance", nil, store.TransitionEvent{ID: "a", Revision: 5, Record: viewRec("a", 5, true)}, 5},
+		{"newer record", viewRec("a", 5, true), store.TransitionEvent{ID: "a", Revision: 7, Record: viewRec("a", 7, false)}, 7},
+		{"same revision", viewRec("a", 7, false), store.TransitionEvent{ID: "a", Revision: 7, Record: viewRec("a", 7, true)}, 7},
+		{"older event", viewRec("a", 9, false), store.TransitionEvent{ID: "a", Revision: 7, Record: viewRec("a", 7, true)}, 9},
+		{"older gone", viewRec("a", 9, false), store.TransitionEvent{ID: "a", Revision: 7, Gone: true}, 9},
+		{"gone", viewRec("a", 5, true), store.TransitionEvent{ID: "a", Revision: 8, Gone: true}, 0},
+		{"no record", viewRec("a", 5, true), store.TransitionEvent{ID: "a", Revision: 8}, 0},
+		{"unreadable", viewRec("a", 5, true), store.TransitionEvent{ID: "a", Revision: 8,
+			Record: &store.Record{State: instance.State{ID: "a"}, StateRev: 8, Err: store.ErrUnreadable}}, 0},
+		{"gone, never held", nil, store.TransitionEvent{ID: "a", Revision: 8, Gone: true}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := store.NewView(0)
+			if tc.held != nil {
+				v.Reset([]store.Record{*tc.held})
+			}
+			v.Apply(tc.ev)
+			got, ok := v.Get("a")
+			switch {
+			case tc.wantRev == 0 && ok:
+				t.Fatalf("the View holds %+v, want no entry", got)
+			case tc.wantRev != 0 && (!ok || got.StateRev != tc.wantRev):
+				t.Fatalf("the View holds %+v (%v), want the record at %d", got, ok, tc.wantRev)
+			}
+		})
+	}
+}
+
+// TestViewReset: a list replaces the whole View, leaves out what it
+// cannot vouch for, and respects the bound; Apply evicts one entry for a
+// new one when full, never growing past the bound.
+func TestViewReset(t *testing.T) {
+	v := store.NewView(3)
+	v.Apply(store.TransitionEvent{ID: "old", Revision: 1, Record: viewRec("old", 1, false)})
+	bad := *viewRec("bad", 2, false)
+	bad.Err = errors.New("garbage")
+	v.Reset([]store.Record{*viewRec("a", 2, false), bad, *viewRec("b", 3, true), *viewRec("c", 4, false), *viewRec("d", 5, false)})
+	if _, ok := v.Get("old"); ok {
+		t.Fatal("an instance missing from the list is still in the View")
+	}
+	if _, ok := v.Get("bad"); ok {
+		t.Fatal("an unreadable record is in the View")
+	}
+	if v.Len() != 3 {
+		t.Fatalf("the View holds %d records, want its bound 3", v.Len())
+	}
+	if r, ok := v.Get("b"); !ok || r.Transition == nil || r.TransitionRev != 3 {
+		t.Fatalf("b = %+v, %v; want its listed record", r, ok)
+	}
+	v.Apply(store.TransitionEvent{ID: "e", Revision: 6, Record: viewRec("e", 6, false)})
+	if r, ok := v.Get("e"); !ok || r.StateRev != 6 || v.Len() != 3 {
+		t.Fatalf("after a new instance at the bound: e = %+v, %v; %d held, want e and 3", r, ok, v.Len())
+	}
+	// Replacing a held instance evicts nothing.
+	held := ""
+	for _, id := range []string{"a", "b", "c"} {
+		if _, ok := v.Get(id); ok {
+			held = id
+		}
+	}
+	v.Apply(store.TransitionEvent{ID: held, Revision: 7, Record: viewRec(held, 7, false)})
+	if r, ok := v.Get("e"); !ok || r.StateRev != 6 || v.Len() != 3 {
+		t.Fatalf("updating %s evicted e or changed the count (%d)", held, v.Len())
+	}
+	// A Get is a copy: changing it does not change the View.
+	r, _ := v.Get("e")
+	r.StateRev = 99
+	if r2, _ := v.Get("e"); r2.StateRev != 6 {
+		t.Fatal("a Get's copy changed the View")
+	}
+}
