@@ -77,6 +77,7 @@ func (c *Catalog) Image(ref string) (CatalogImage, bool) {
 // concurrent use.
 type Service struct {
 	store   *store.Store
+	view    *store.View // nil: Begin always reads
 	rec     *Recorder
 	catalog *Catalog
 	node    string
@@ -89,6 +90,10 @@ type Config struct {
 	Store    *store.Store
 	Recorder *Recorder
 	Catalog  *Catalog
+	// View, if set, is the node's latest view of each instance (fed by
+	// its watch): Begin's first attempt starts from it instead of
+	// reading etcd. Nil means Begin always reads.
+	View *store.View
 	// Node receives new instances; Driver is the driver they run on.
 	Node   string
 	Driver string
@@ -101,7 +106,7 @@ func NewService(cfg Config) *Service {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: cfg.Store, rec: cfg.Recorder, catalog: cfg.Catalog, node: cfg.Node, driver: cfg.Driver, logger: l}
+	return &Service{store: cfg.Store, view: cfg.View, rec: cfg.Recorder, catalog: cfg.Catalog, node: cfg.Node, driver: cfg.Driver, logger: l}
 }
 
 // MaxNameLength is the longest instance name accepted, as in Nova.
@@ -210,6 +215,24 @@ type ActionRequest struct {
 // instance's status does not allow or its node's driver cannot do
 // (ErrUnsupported, which also matches ErrConflict). Repeating a delete
 // that is already in flight is accepted and changes nothing.
+//
+// Begin decides on a record and writes with that record's revisions as
+// the guard. The first attempt takes the record from the node's View
+// when it holds the instance, sparing the linearizable read; the View
+// may be behind etcd, so on that attempt only one outcome is accepted: a
+// guarded write that succeeded. Its guard compared both keys' revisions
+// with the View's record inside etcd's transaction, so the record the
+// decision was made on was the current one when the write landed: the
+// same proof a read-based attempt has. Every other outcome of a
+// View-based attempt (the guard lost, not found, another action in
+// flight, a status that does not allow the action, a policy refusal, a
+// Check, fits or capable error, the quota, the "same pre-empting action
+// already in flight" answer, any failure) may come from the View being
+// behind, so none is returned: Begin decides again on a fresh
+// linearizable read, exactly as without a View. So every answer is
+// either a write the guard proved was based on the current record, or a
+// decision made on a linearizable read. (A write that failed ambiguously
+// and yet landed is then seen by that read as an action in flight.)
 func (s *Service) Begin(ctx context.Context, id string, action instance.Action, req ActionRequest) (store.Record, error) {
 	spec, err := instance.Lookup(action)
 	if err != nil {
@@ -231,65 +254,84 @@ func (s *Service) Begin(ctx context.Context, id string, action instance.Action, 
 	// A concurrent step of the executor may move the record between our
 	// read and our write; the guarded write then fails as stale and we
 	// decide again on a fresh read. Conflicts are decided on that read.
+	var rec store.Record
+	fromView := false
+	if s.view != nil {
+		rec, fromView = s.view.Get(id)
+	}
 	for attempt := 0; ; attempt++ {
-		rec, err := s.store.Get(ctx, id)
-		if err != nil {
-			return store.Record{}, err
-		}
-		if req.Project != "" && (rec.Err != nil || rec.State.Project != req.Project) {
-			return store.Record{}, fmt.Errorf("%w: instance %s could not be found", instance.ErrNotFound, id)
-		}
-		if rec.Err != nil {
-			return store.Record{}, fmt.Errorf("%w: instance %s cannot be read (%v); an operator must repair or remove its record", instance.ErrConflict, id, rec.Err)
-		}
-		from := rec.Status()
-		if t := rec.Transition; t != nil {
-			if t.Action == action && spec.Preempts {
-				return rec, nil
-			}
-			if !spec.Preempts {
-				return store.Record{}, fmt.Errorf("%w: instance %s is in %s (%s in flight, request %s)", instance.ErrConflict, id, from, t.Action, t.RequestID)
-			}
-		}
-		if !spec.Allows(from, req.Cause) {
-			return store.Record{}, fmt.Errorf("%w: cannot %s instance %s while it is %s", instance.ErrConflict, action, id, from)
-		}
-		if spec.Check != nil {
-			if err := spec.Check(rec.State, args); err != nil {
+		if !fromView {
+			if rec, err = s.store.Get(ctx, id); err != nil {
 				return store.Record{}, err
 			}
 		}
-		if err := s.fits(rec.State, args); err != nil {
-			return store.Record{}, err
-		}
-		if err := s.capable(ctx, rec.State, spec); err != nil {
-			return store.Record{}, err
-		}
-		now := s.rec.Now()
-		t := spec.Begin(from, rec.State, req.RequestID, rec.State.Node, args)
-		t.StartedAt, t.StepStartedAt = now, now
-		st := rec.State
-		st.UpdatedAt = now
-		ch := Change{ID: id, State: &st, Transition: t, At: now, Action: action, Cause: req.Cause, RequestID: req.RequestID, User: req.User, Message: req.Message, Policy: req.Policy}
-		var next store.Record
-		if t.Current() == "" {
-			// The action shows no step (confirmResize): its one record is
-			// the end the executor writes. Judge that end now, so that a
-			// forbidden action is refused to the user, then hand the
-			// transition over without a status change.
-			end := st
-			end.VMState, _ = instance.SettledState(t.Target)
-			if err = s.rec.Check(ctx, rec, Change{ID: id, State: &end, Transition: t, At: now, Action: action, Cause: req.Cause}); err == nil {
-				next, err = s.rec.Update(ctx, rec, id, &st, t)
-			}
-		} else {
-			next, err = s.rec.Record(ctx, rec, ch)
+		next, wrote, err := s.begin(ctx, id, rec, action, spec, args, req)
+		if fromView && !wrote {
+			// Not a write the guard proved: decide on a fresh read.
+			fromView = false
+			continue
 		}
 		if errors.Is(err, store.ErrStale) && attempt < 10 {
 			continue
 		}
 		return next, err
 	}
+}
+
+// begin decides action on rec (instance id) and writes its transition,
+// guarded by rec's revisions; wrote says the answer is that write's
+// record (the guard held), not a decision made on rec alone. Begin's loop
+// decides what to do with the outcome.
+func (s *Service) begin(ctx context.Context, id string, rec store.Record, action instance.Action, spec instance.Spec, args instance.Request, req ActionRequest) (next store.Record, wrote bool, err error) {
+	if req.Project != "" && (rec.Err != nil || rec.State.Project != req.Project) {
+		return store.Record{}, false, fmt.Errorf("%w: instance %s could not be found", instance.ErrNotFound, id)
+	}
+	if rec.Err != nil {
+		return store.Record{}, false, fmt.Errorf("%w: instance %s cannot be read (%v); an operator must repair or remove its record", instance.ErrConflict, id, rec.Err)
+	}
+	from := rec.Status()
+	if t := rec.Transition; t != nil {
+		if t.Action == action && spec.Preempts {
+			return rec, false, nil
+		}
+		if !spec.Preempts {
+			return store.Record{}, false, fmt.Errorf("%w: instance %s is in %s (%s in flight, request %s)", instance.ErrConflict, id, from, t.Action, t.RequestID)
+		}
+	}
+	if !spec.Allows(from, req.Cause) {
+		return store.Record{}, false, fmt.Errorf("%w: cannot %s instance %s while it is %s", instance.ErrConflict, action, id, from)
+	}
+	if spec.Check != nil {
+		if err := spec.Check(rec.State, args); err != nil {
+			return store.Record{}, false, err
+		}
+	}
+	if err := s.fits(rec.State, args); err != nil {
+		return store.Record{}, false, err
+	}
+	if err := s.capable(ctx, rec.State, spec); err != nil {
+		return store.Record{}, false, err
+	}
+	now := s.rec.Now()
+	t := spec.Begin(from, rec.State, req.RequestID, rec.State.Node, args)
+	t.StartedAt, t.StepStartedAt = now, now
+	st := rec.State
+	st.UpdatedAt = now
+	ch := Change{ID: id, State: &st, Transition: t, At: now, Action: action, Cause: req.Cause, RequestID: req.RequestID, User: req.User, Message: req.Message, Policy: req.Policy}
+	if t.Current() == "" {
+		// The action shows no step (confirmResize): its one record is
+		// the end the executor writes. Judge that end now, so that a
+		// forbidden action is refused to the user, then hand the
+		// transition over without a status change.
+		end := st
+		end.VMState, _ = instance.SettledState(t.Target)
+		if err = s.rec.Check(ctx, rec, Change{ID: id, State: &end, Transition: t, At: now, Action: action, Cause: req.Cause}); err == nil {
+			next, err = s.rec.Update(ctx, rec, id, &st, t)
+		}
+	} else {
+		next, err = s.rec.Record(ctx, rec, ch)
+	}
+	return next, err == nil, err
 }
 
 // resolve looks the request's catalog references up. (Whether a resize's
