@@ -18,7 +18,7 @@ import (
 // the test's own store and Recorder (standing in for the executor's
 // writes) on the same etcd.
 type viewEnv struct {
-	env                 // the test's side
+	env   // the test's side
 	svc   *lifecycle.Service
 	view  *store.View
 	reads *atomic.Int64 // the Service's etcd range requests
