@@ -44,6 +44,28 @@ type Config struct {
 	// DefaultStepTimeout.
 	StepTimeout func(instance.Action) time.Duration
 	Logger      *slog.Logger
+	// Observer, if set, hears everything the executor's watch hears, so
+	// that a node runs one watch of the instances: core/feed answers
+	// long-polls and keeps the node's store.View from it.
+	Observer Observer
+}
+
+// Observer hears what the executor's watch of the instances hears. Its
+// methods run on the executor's watching goroutine, one at a time and in
+// order, and must not block for long: the executor's dispatch, and so
+// every transition of the node, waits for them.
+type Observer interface {
+	// Listed is called after each list of the instances (at start, and
+	// again whenever the watch broke: compaction, etcd trouble), before
+	// any event after the list's revision, with the listed records. What
+	// changed while no watch ran is in recs and not in any event, so an
+	// observer must take recs as the whole truth at that point. recs is
+	// the executor's: keep its Records, never change them.
+	Listed(recs []store.Record)
+	// Observe is called for every transition event the watch delivers,
+	// in revision order, before the executor acts on it. It may keep the
+	// event's Record but must not change it (store.WatchTransitions).
+	Observe(ev store.TransitionEvent)
 }
 
 // Executor carries out the transitions owned by its node. Each instance
@@ -112,8 +134,9 @@ func (e *Executor) stepTimeout(a instance.Action) time.Duration {
 }
 
 // Run lists the transitions in flight (resuming those this node owns,
-// for example after a restart), then watches for new ones until ctx ends.
-// It returns after every worker it started has stopped.
+// for example after a restart), then watches for new ones until ctx ends,
+// telling Config.Observer of each list and event. It returns after every
+// worker it started has stopped.
 func (e *Executor) Run(ctx context.Context) error {
 	defer e.wg.Wait()
 	first := true
@@ -129,6 +152,9 @@ func (e *Executor) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		if o := e.cfg.Observer; o != nil {
+			o.Listed(recs)
+		}
 		for _, r := range recs {
 			if r.Err != nil {
 				if first {
@@ -142,6 +168,9 @@ func (e *Executor) Run(ctx context.Context) error {
 		}
 		first = false
 		err = e.cfg.Store.WatchTransitions(ctx, rev, func(ev store.TransitionEvent) {
+			if o := e.cfg.Observer; o != nil {
+				o.Observe(ev)
+			}
 			e.dispatch(ctx, ev.ID, ev.Transition, ev.Record, ev.Revision, ev.Gone, false)
 		})
 		if ctx.Err() != nil {

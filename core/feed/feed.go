@@ -1,16 +1,20 @@
 // Package feed lets a node's requests wait for an instance to settle
-// without polling: one etcd watch of every instance's transition per node
-// (Run), fanned out in process to the waiters of each instance (Settled).
+// without polling, from the node's one watch of the instances: the
+// executor's (core/executor), which hands the Feed every list and event
+// (Feed implements executor.Observer), fanned out in process to the
+// waiters of each instance (Settled). The Feed also keeps the node's
+// store.View up to date from them, before it tells any waiter.
 //
-// A waiter subscribes before it reads the instance, so no change between
-// its read and its subscription is missed, and answers from the record
-// the watch event carries (store.TransitionEvent.Record) instead of
-// reading again. Each waiter holds a buffer of one notice and keeps only
-// the newest, so a slow waiter never holds up the watch or the others;
-// it needs only the newest anyway, since an event's record is the whole
-// instance. When the watch breaks (compaction, etcd trouble) Run starts a
-// new one from etcd's current revision and has every waiter read its
-// instance again, so what changed while no watch ran is not missed.
+// A waiter subscribes before it looks at the instance, so no change
+// between its look and its subscription is missed, and answers from the
+// record the watch event carries (store.TransitionEvent.Record) instead
+// of reading again. Each waiter holds a buffer of one notice and keeps
+// only the newest, so a slow waiter never holds up the watch or the
+// others; it needs only the newest anyway, since an event's record is the
+// whole instance. When the watch breaks (compaction, etcd trouble) the
+// executor lists again and watches from the list's revision; on that list
+// the Feed has every waiter read its instance again, so what changed
+// while no watch ran is not missed.
 package feed
 
 import (
@@ -19,28 +23,30 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/store"
 )
 
 // Feed fans one watch out to the requests waiting on instances. It is
-// safe for concurrent use; Run must be running for waiters to hear of
-// changes (without it they wait until their context ends).
+// safe for concurrent use; the watch feeding it (an executor.Observer's
+// source, the executor's Run) must be running for waiters to hear of
+// changes (without it they wait until their context ends, or Close).
 type Feed struct {
 	store  *store.Store
+	view   *store.View // nil: none kept
 	logger *slog.Logger
 
-	stopped chan struct{} // closed when Run returns: waiters stop waiting
+	stop    sync.Once
+	stopped chan struct{} // closed by Close: waiters stop waiting
 
 	mu   sync.Mutex
 	subs map[string]map[*waiter]struct{} // by instance id
 }
 
 // ErrStopped is what Settled returns, with the newest record it knows,
-// when the Feed stops (Run returned: the node is shutting down) before
-// the instance settled.
+// when the Feed stops (Close: the node is shutting down) before the
+// instance settled.
 var ErrStopped = errors.New("feed stopped")
 
 // waiter is one Settled call's subscription.
@@ -68,45 +74,43 @@ func (w *waiter) send(n notice) {
 	}
 }
 
-// New returns a Feed over s; start Run to feed it. A nil logger
-// discards.
-func New(s *store.Store, logger *slog.Logger) *Feed {
+// New returns a Feed over s that keeps view (nil: none) up to date; give
+// it to the node's executor as its Observer. A nil logger discards.
+func New(s *store.Store, view *store.View, logger *slog.Logger) *Feed {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Feed{store: s, logger: logger, subs: map[string]map[*waiter]struct{}{}, stopped: make(chan struct{})}
+	return &Feed{store: s, view: view, logger: logger, subs: map[string]map[*waiter]struct{}{}, stopped: make(chan struct{})}
 }
 
-// Run watches every instance's transition until ctx ends, restarting the
-// watch from etcd's current revision whenever it breaks (after a second's
-// pause, or at once after a compaction) and then telling every waiter to
-// read its instance again. It returns nil when ctx ends, and then every
-// waiter stops waiting (ErrStopped), so a server shutting down is not held
-// by its long-polls. Call it once.
-func (f *Feed) Run(ctx context.Context) error {
-	defer close(f.stopped)
-	for {
-		rev, err := f.store.Revision(ctx)
-		if err == nil {
-			// Waiters read again at or after rev; the watch below
-			// delivers every change after it. Nothing falls between.
-			f.broadcast()
-			err = f.store.WatchTransitions(ctx, rev, f.publish)
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		f.logger.Warn("feed: watch ended; starting another", "err", err)
-		if !errors.Is(err, store.ErrCompacted) {
-			t := time.NewTimer(time.Second)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C:
-			}
-		}
+// Close stops every waiter (ErrStopped), so a server shutting down is not
+// held by its long-polls; later Settled calls still answer an instance
+// that is settled, and stop at once otherwise. Safe to call more than
+// once.
+func (f *Feed) Close() {
+	f.stop.Do(func() { close(f.stopped) })
+}
+
+// Listed takes a list the watch resumes after (executor.Observer): the
+// View becomes the listed records, then every waiter reads its instance
+// again, since what changed while no watch ran brought no event. Waiters
+// read at or after the list's revision; the watch delivers every change
+// after it. Nothing falls between.
+func (f *Feed) Listed(recs []store.Record) {
+	if f.view != nil {
+		f.view.Reset(recs)
 	}
+	f.broadcast()
+}
+
+// Observe takes a watch event (executor.Observer): the View first, then
+// the waiters of its instance, so a waiter that finds a transition in the
+// View is sure to hear of the event that ends it.
+func (f *Feed) Observe(ev store.TransitionEvent) {
+	if f.view != nil {
+		f.view.Apply(ev)
+	}
+	f.publish(ev)
 }
 
 // publish hands ev to the waiters of its instance.
@@ -171,12 +175,29 @@ func (f *Feed) Waiting() int {
 // answer with it; an error with a zero record (StateRev 0) means it knows
 // none. An unreadable record (Record.Err) is returned as it is: it cannot
 // be told to settle.
+//
+// Its first look is at the View when that shows a transition in flight:
+// the settle is then still ahead, and the waiter hears of it, since it
+// subscribed before looking and the View is updated before waiters are
+// told (Observe), and a list resynchronises it (Listed). A View that
+// shows the instance settled, or has no entry, is not trusted: the
+// caller's own action may not have reached it yet, and answering
+// "settled" from it would be a lie; then Settled reads etcd
+// linearizably.
 func (f *Feed) Settled(ctx context.Context, id string) (store.Record, error) {
 	w := f.subscribe(id)
 	defer f.unsubscribe(id, w)
-	rec, err := f.store.Get(ctx, id)
-	if err != nil {
-		return store.Record{}, err
+	var rec store.Record
+	inFlight := false
+	if f.view != nil {
+		rec, inFlight = f.view.Get(id)
+		inFlight = inFlight && rec.Transition != nil
+	}
+	if !inFlight {
+		var err error
+		if rec, err = f.store.Get(ctx, id); err != nil {
+			return store.Record{}, err
+		}
 	}
 	for rec.Transition != nil && rec.Err == nil {
 		known := max(rec.StateRev, rec.TransitionRev)
@@ -190,7 +211,8 @@ func (f *Feed) Settled(ctx context.Context, id string) (store.Record, error) {
 		}
 		switch {
 		case !n.resync && n.ev.Revision <= known:
-			// The watch is behind the read: old news.
+			// The watch is behind the read (or the View's record): old
+			// news.
 		case n.ev.Gone:
 			return store.Record{}, fmt.Errorf("%w: instance %s was deleted", instance.ErrNotFound, id)
 		case n.ev.Record != nil:

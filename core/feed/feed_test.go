@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lucid-project/lucid/core/executor"
 	"github.com/lucid-project/lucid/core/feed"
 	"github.com/lucid-project/lucid/core/instance"
+	"github.com/lucid-project/lucid/core/lifecycle"
 	"github.com/lucid-project/lucid/core/store"
 	"github.com/lucid-project/lucid/internal/testenv"
 )
@@ -35,6 +37,24 @@ func activate(t *testing.T, s *store.Store, rec store.Record) store.Record {
 		t.Fatal(err)
 	}
 	return next
+}
+
+// watch runs the node's one watch of the instances, the executor's,
+// feeding f until the returned stop is called (or the test ends). The
+// executor is node n2's: it carries out none of these instances' (node
+// n1's) transitions, so the test alone moves them.
+func watch(t *testing.T, s *store.Store, f *feed.Feed) (stop func()) {
+	t.Helper()
+	ex := executor.New(executor.Config{Store: s, Recorder: lifecycle.NewRecorder(lifecycle.RecorderConfig{Store: s}), Node: "n2", Observer: f})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ex.Run(ctx)
+	}()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
 }
 
 type result struct {
@@ -66,10 +86,10 @@ func await(t *testing.T, ch chan result) result {
 // with the record of the write that ended it.
 func TestSettledFromTheEvent(t *testing.T) {
 	s := testenv.Store(t)
-	f := feed.New(s, nil)
+	f := feed.New(s, nil, nil)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	go f.Run(ctx)
+	watch(t, s, f)
 	rec := building(t, s, "a")
 	ch := settled(f, ctx, "a")
 	testenv.Eventually(t, 10*time.Second, func() bool { return f.Waiting() == 1 }, "no waiter")
@@ -91,22 +111,19 @@ func TestSettledFromTheEvent(t *testing.T) {
 }
 
 // TestSettledAcrossAWatchGap: a change made while no watch runs (here,
-// before Run starts; likewise between a broken watch and the next) is
-// not missed: starting a watch makes every waiter read again.
+// before the executor starts; likewise between a broken watch and the
+// list after it) is not missed: the list a watch starts from makes every
+// waiter read again.
 func TestSettledAcrossAWatchGap(t *testing.T) {
 	s := testenv.Store(t)
-	f := feed.New(s, nil)
+	f := feed.New(s, nil, nil)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	rec := building(t, s, "b")
 	ch := settled(f, ctx, "b")
 	testenv.Eventually(t, 10*time.Second, func() bool { return f.Waiting() == 1 }, "no waiter")
 	active := activate(t, s, rec) // no watch sees this
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx)
-	}()
+	watch(t, s, f)
 	if r := await(t, ch); r.err != nil || r.rec.StateRev != active.StateRev || r.rec.Transition != nil {
 		t.Fatalf("Settled = %+v, %v; want ACTIVE at %d", r.rec, r.err, active.StateRev)
 	}
@@ -114,9 +131,109 @@ func TestSettledAcrossAWatchGap(t *testing.T) {
 	rec2 := building(t, s, "c")
 	ch = settled(f, context.Background(), "c")
 	testenv.Eventually(t, 10*time.Second, func() bool { return f.Waiting() == 1 }, "no waiter")
-	stop()
-	<-done
+	f.Close()
 	if r := await(t, ch); !errors.Is(r.err, feed.ErrStopped) || r.rec.TransitionRev != rec2.TransitionRev {
 		t.Fatalf("Settled after stop = %+v, %v; want the BUILD record and ErrStopped", r.rec, r.err)
+	}
+}
+
+// TestViewBeforeWaiters: the Feed keeps the node's View from the watch,
+// and updates it before it tells a waiter, so by the time a waiter hears
+// of a write the View holds that write's record; a list (the watch's
+// start) replaces the View, dropping what no longer exists.
+func TestViewBeforeWaiters(t *testing.T) {
+	s := testenv.Store(t)
+	v := store.NewView(0)
+	v.Apply(store.TransitionEvent{ID: "ghost", Revision: 1, Record: &store.Record{State: instance.State{ID: "ghost"}, StateRev: 1}})
+	f := feed.New(s, v, nil)
+	ctx := context.Background()
+	rec := building(t, s, "v")
+	watch(t, s, f)
+	testenv.Eventually(t, 10*time.Second, func() bool { _, ok := v.Get("v"); return ok }, "the list never reached the View")
+	if got, _ := v.Get("v"); got.TransitionRev != rec.TransitionRev || got.Transition == nil {
+		t.Fatalf("the View holds %+v, want the listed BUILD record at %d", got, rec.TransitionRev)
+	}
+	if _, ok := v.Get("ghost"); ok {
+		t.Fatal("the list left an instance that does not exist in the View")
+	}
+	for range 3 {
+		rec = building(t, s, "w"+rec.State.ID)
+		// With the BUILD record in the View, Settled waits for the event
+		// without reading: its answer is the event's.
+		testenv.Eventually(t, 10*time.Second, func() bool { r, ok := v.Get(rec.State.ID); return ok && r.Transition != nil }, "the View never saw BUILD")
+		ch := settled(f, ctx, rec.State.ID)
+		testenv.Eventually(t, 10*time.Second, func() bool { return f.Waiting() == 1 }, "no waiter")
+		active := activate(t, s, rec)
+		if r := await(t, ch); r.err != nil || r.rec.StateRev != active.StateRev {
+			t.Fatalf("Settled = %+v, %v", r.rec, r.err)
+		}
+		// Told, so the View already has it: no polling here.
+		if got, ok := v.Get(rec.State.ID); !ok || got.StateRev != active.StateRev || got.Transition != nil {
+			t.Fatalf("a waiter heard of %d before the View: it holds %+v (%v)", active.StateRev, got, ok)
+		}
+	}
+}
+
+// TestSettledLooksAtTheView: a long-poll takes its first look from the
+// View only when it shows a transition in flight (no read; the settle is
+// ahead and the waiter hears of it); a View that shows the instance
+// settled, or nothing, is read past, so a View behind the caller's own
+// action never answers "settled" for it.
+func TestSettledLooksAtTheView(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// view is what the View holds when Settled looks, given the
+		// instance's BUILD record; nil: no entry.
+		view func(build store.Record) *store.Record
+		// watchFirst starts the watch before Settled looks (it fills the
+		// View); otherwise after, and its list makes the waiter read again.
+		watchFirst bool
+		wantReads  int64
+	}{
+		{"in flight in the View", nil, true, 0},
+		{"no entry", nil, false, 2},
+		{"settled in the View, in flight in etcd", func(build store.Record) *store.Record {
+			old := build
+			old.Transition, old.TransitionRev = nil, 0
+			old.State.VMState = instance.Active
+			return &old
+		}, false, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := testenv.Etcd(t)
+			const prefix = "/lucid-feed-view-test"
+			s := store.New(m.Client(), prefix)
+			fs, reads := testenv.ReadCountingStore(t, m, prefix)
+			v := store.NewView(0)
+			f := feed.New(fs, v, nil)
+			ctx := context.Background()
+			build := building(t, s, "x")
+			if tc.view != nil {
+				v.Reset([]store.Record{*tc.view(build)})
+			}
+			if tc.watchFirst {
+				watch(t, s, f)
+				testenv.Eventually(t, 10*time.Second, func() bool { r, ok := v.Get("x"); return ok && r.Transition != nil }, "the View never saw BUILD")
+			}
+			ch := settled(f, ctx, "x")
+			testenv.Eventually(t, 10*time.Second, func() bool { return f.Waiting() == 1 }, "no waiter")
+			if !tc.watchFirst {
+				testenv.Eventually(t, 10*time.Second, func() bool { return reads.Load() >= 1 }, "the waiter never read")
+				watch(t, s, f)
+				testenv.Eventually(t, 10*time.Second, func() bool { return reads.Load() >= 2 }, "the waiter never read again on the list")
+			}
+			select {
+			case r := <-ch:
+				t.Fatalf("Settled answered %+v, %v while BUILD is in flight", r.rec, r.err)
+			default:
+			}
+			active := activate(t, s, build)
+			if r := await(t, ch); r.err != nil || r.rec.StateRev != active.StateRev || r.rec.Transition != nil {
+				t.Fatalf("Settled = %+v, %v; want ACTIVE at %d", r.rec, r.err, active.StateRev)
+			}
+			if n := reads.Load(); n != tc.wantReads {
+				t.Fatalf("Settled sent %d reads, want %d", n, tc.wantReads)
+			}
+		})
 	}
 }

@@ -48,7 +48,7 @@ type Node struct {
 	// Metrics are the node's Prometheus metrics, served at /metrics.
 	Metrics *metrics.Set
 	// Feed answers the API's long-polls (GET /v1/instances/{id}?wait=…)
-	// from one watch.
+	// from the executor's watch, the node's one watch of the instances.
 	Feed *feed.Feed
 
 	logger  *slog.Logger
@@ -99,13 +99,20 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	}
 	rec := lifecycle.NewRecorder(lifecycle.RecorderConfig{Store: n.Store, Validator: comp.Validator, Policy: comp.PolicyID,
 		Quotas: quotas{cfg}, Metrics: n.Metrics, Logger: logger.With("component", "lifecycle")})
+	// One watch of the instances per node, the executor's: it feeds the
+	// long-polls (core/feed) and the node's View, from which Begin takes
+	// its first attempt's record.
+	view := store.NewView(0)
+	fd := feed.New(n.Store, view, logger.With("component", "feed"))
+	n.Feed = fd
+	n.closers = append(n.closers, func(context.Context) error { fd.Close(); return nil })
 	// The first configured driver receives new instances; scheduling
 	// across drivers and nodes is not built yet.
-	svc := lifecycle.NewService(lifecycle.Config{Store: n.Store, Recorder: rec, Catalog: catalog(cfg),
+	svc := lifecycle.NewService(lifecycle.Config{Store: n.Store, View: view, Recorder: rec, Catalog: catalog(cfg),
 		Node: cfg.Node, Driver: cfg.Drivers[0].Name, Logger: logger.With("component", "lifecycle")})
 
 	ex := executor.New(executor.Config{Store: n.Store, Recorder: rec, Node: cfg.Node, Drivers: comp.Drivers,
-		StepTimeout: stepTimeouts(cfg), Logger: logger.With("component", "executor")})
+		StepTimeout: stepTimeouts(cfg), Logger: logger.With("component", "executor"), Observer: fd})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	exDone := make(chan struct{})
 	go func() {
@@ -131,17 +138,6 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 		}()
 		n.closers = append(n.closers, func(context.Context) error { rccancel(); <-rcDone; return nil })
 	}
-
-	// One watch serves every long-poll of this node's API (core/feed).
-	fd := feed.New(n.Store, logger.With("component", "feed"))
-	n.Feed = fd
-	fctx, fcancel := context.WithCancel(context.WithoutCancel(ctx))
-	fDone := make(chan struct{})
-	go func() {
-		defer close(fDone)
-		fd.Run(fctx)
-	}()
-	n.closers = append(n.closers, func(context.Context) error { fcancel(); <-fDone; return nil })
 
 	ln, url, err := listen(cfg.API)
 	if err != nil {
@@ -171,7 +167,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	handler := api.New(svc, opts)
 	srv := newServer(cfg.API, handler, logger.With("component", "api"))
 	// Shutdown waits for requests in flight: end the long-polls first.
-	srv.RegisterOnShutdown(fcancel)
+	srv.RegisterOnShutdown(fd.Close)
 	go func() { n.srvErr <- srv.Serve(ln) }()
 	n.closers = append(n.closers, srv.Shutdown)
 	n.Ready = time.Since(t0)
