@@ -30,7 +30,6 @@ type EtcdOps struct {
 	Put       float64 `json:"put"`
 	Delete    float64 `json:"delete"`
 	Range     float64 `json:"range"`
-	Waits     float64 `json:"range_of_client_waits"` // the load's waiting: one range per long-poll (its read before waiting)
 	Proposals float64 `json:"raft_proposals"`
 	Fsyncs    float64 `json:"wal_fsyncs"`
 	// FsyncMs is the mean WAL fsync over the window (not per action).
@@ -317,7 +316,7 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 	per := func(name string) float64 { return (m1[name] - m0[name]) / float64(p.Actions) }
 	rep.Etcd = EtcdOps{
 		Txn: per("etcd_mvcc_txn_total"), Put: per("etcd_mvcc_put_total"), Delete: per("etcd_mvcc_delete_total"),
-		Range: per("etcd_mvcc_range_total"), Waits: p.WaitsPerAction,
+		Range:     per("etcd_mvcc_range_total"),
 		Proposals: per("etcd_server_proposals_committed_total"), Fsyncs: per("etcd_disk_wal_fsync_duration_seconds_count"),
 	}
 	if n := m1["etcd_disk_wal_fsync_duration_seconds_count"] - m0["etcd_disk_wal_fsync_duration_seconds_count"]; n > 0 {
