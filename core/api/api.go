@@ -65,6 +65,9 @@ var _ Lifecycle = (*lifecycle.Service)(nil)
 // with an error; a zero record with an error means it knows none.
 type Feed interface {
 	Settled(ctx context.Context, id string) (store.Record, error)
+	// SettledSince is Settled right after the caller's own write, wrote
+	// (it spares a read while the node has not seen that write yet).
+	SettledSince(ctx context.Context, id string, wrote store.Record) (store.Record, error)
 }
 
 // Options configure the API. The zero value is usable.

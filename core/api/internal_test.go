@@ -290,3 +290,32 @@ func TestServerBodyFieldsInKeyOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestPreferWaitParsing(t *testing.T) {
+	for _, tt := range []struct {
+		values []string
+		want   time.Duration
+	}{
+		{nil, 0},
+		{[]string{"wait=5"}, 5 * time.Second},
+		{[]string{"WAIT = 7"}, 7 * time.Second},
+		{[]string{`wait="9"`}, 9 * time.Second},
+		{[]string{"respond-async", "wait=2;foo=bar"}, 2 * time.Second},
+		{[]string{"handling=lenient, wait=4"}, 4 * time.Second},
+		{[]string{"wait=100000"}, MaxWaitTimeout},
+		{[]string{"wait=0"}, 0},
+		{[]string{"wait=-3"}, 0},
+		{[]string{"wait=soon"}, 0},
+		{[]string{"wait"}, 0},
+		{[]string{"waiting=5"}, 0},
+		{[]string{"return=minimal"}, 0},
+	} {
+		h := http.Header{}
+		for _, v := range tt.values {
+			h.Add("Prefer", v)
+		}
+		if got := preferWait(h); got != tt.want {
+			t.Errorf("Prefer %q: %v, want %v", tt.values, got, tt.want)
+		}
+	}
+}

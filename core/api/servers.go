@@ -335,6 +335,20 @@ func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ab.code, map[string]any{"server": v})
 		return
 	}
+	// Prefer: wait=N (RFC 7240): answer when the action has ended, with
+	// the server as it left it (200), instead of 202 and a client that
+	// polls. If it has not ended within N seconds (or the instance went
+	// away), the answer is the ordinary 202, without Preference-Applied.
+	if d := preferWait(r.Header); d > 0 {
+		if settled, ok := s.settle(w, r, rec, d); ok {
+			preferenceApplied(w, d)
+			writeJSON(w, http.StatusOK, map[string]any{"server": serverDetail(r, settled)})
+			return
+		}
+		if r.Context().Err() != nil {
+			return // the client left; nobody reads an answer
+		}
+	}
 	w.WriteHeader(ab.code)
 }
 

@@ -30,6 +30,7 @@ func benchThroughputCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "clients", Value: 16, Usage: "concurrent clients (and raw goroutines, and creators)"},
 			&ucli.IntFlag{Name: "instances", Value: 1000, Usage: "instances created (latency) and then listed"},
 			&ucli.IntFlag{Name: "per-client", Value: 2, Usage: "instances each stop/start client owns"},
+			&ucli.StringFlag{Name: "wait", Value: "prefer", Usage: "how a stop/start client waits for its action's end: prefer (Prefer: wait on the action) or long-poll (202, then GET ?wait=settled)"},
 			&ucli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&ucli.StringFlag{Name: "plugin", Value: "bin/lucid-driver-fake", Usage: "the fake driver plugin"},
 			&ucli.StringFlag{Name: "policy", Value: "bin/policies/transitions.wasm", Usage: "the validate policy module"},
@@ -49,6 +50,9 @@ func benchThroughputCommand() *ucli.Command {
 					return fmt.Errorf("--%s %d: want at least 1", f, n)
 				}
 			}
+			if w := c.String("wait"); w != throughput.WaitPrefer && w != throughput.WaitLongPoll {
+				return fmt.Errorf("--wait %q: want %s or %s", w, throughput.WaitPrefer, throughput.WaitLongPoll)
+			}
 			exe, err := os.Executable()
 			if err != nil {
 				return err
@@ -59,7 +63,7 @@ func benchThroughputCommand() *ucli.Command {
 			rep, err := throughput.Run(ctx, throughput.Config{
 				Lucid: exe, Plugin: c.String("plugin"), Policy: c.String("policy"), ReconcilePolicy: c.String("reconcile-policy"),
 				Dir: c.String("dir"), CacheDir: c.String("cache-dir"),
-				Duration: c.Duration("duration"), Clients: c.Int("clients"), PerClient: c.Int("per-client"), Instances: c.Int("instances"),
+				Duration: c.Duration("duration"), Clients: c.Int("clients"), PerClient: c.Int("per-client"), Instances: c.Int("instances"), Wait: c.String("wait"),
 				Out: progress,
 			})
 			if rep != nil {

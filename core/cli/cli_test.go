@@ -214,6 +214,7 @@ func TestBenchThroughputRefusesBadFlags(t *testing.T) {
 		{[]string{"--clients", "0"}, "--clients 0: want at least 1"},
 		{[]string{"--instances", "-5"}, "--instances -5: want at least 1"},
 		{[]string{"--per-client", "0"}, "--per-client 0: want at least 1"},
+		{[]string{"--wait", "poll"}, `--wait "poll": want prefer or long-poll`},
 		{[]string{"extra"}, `bench throughput takes no arguments, got "extra"`},
 		{[]string{"--duration", "soon"}, `invalid value "soon" for flag -duration`},
 	} {

@@ -185,22 +185,40 @@ func (f *Feed) Waiting() int {
 // "settled" from it would be a lie; then Settled reads etcd
 // linearizably.
 func (f *Feed) Settled(ctx context.Context, id string) (store.Record, error) {
+	return f.SettledSince(ctx, id, store.Record{})
+}
+
+// SettledSince is Settled for a caller that has just written the
+// instance itself: wrote is the record its guarded write left (a
+// transition in flight, at its revision). Where the View has not caught
+// up with that write yet, it needs no read either: the View is updated
+// in revision order before waiters are told, so every later change, the
+// settle among them, is still to be told, and the waiter, subscribed
+// before it looked, will hear it. A zero wrote is Settled.
+func (f *Feed) SettledSince(ctx context.Context, id string, wrote store.Record) (store.Record, error) {
 	w := f.subscribe(id)
 	defer f.unsubscribe(id, w)
 	var rec store.Record
-	inFlight := false
+	known := false
 	if f.view != nil {
-		rec, inFlight = f.view.Get(id)
-		inFlight = inFlight && rec.Transition != nil
+		var inView bool
+		rec, inView = f.view.Get(id)
+		switch mine := revision(wrote); {
+		case inView && mine > 0 && revision(rec) < mine:
+			rec, known = wrote, true // the View is behind the caller's own write
+		case inView:
+			// Settled only if it shows the caller's write or a later one.
+			known = rec.Transition != nil || mine > 0 && revision(rec) >= mine
+		}
 	}
-	if !inFlight {
+	if !known {
 		var err error
 		if rec, err = f.store.Get(ctx, id); err != nil {
 			return store.Record{}, err
 		}
 	}
 	for rec.Transition != nil && rec.Err == nil {
-		known := max(rec.StateRev, rec.TransitionRev)
+		known := revision(rec)
 		var n notice
 		select {
 		case <-ctx.Done():
@@ -231,3 +249,6 @@ func (f *Feed) Settled(ctx context.Context, id string) (store.Record, error) {
 	}
 	return rec, nil
 }
+
+// revision is the newest revision a record was read or written at.
+func revision(rec store.Record) int64 { return max(rec.StateRev, rec.TransitionRev) }

@@ -237,3 +237,67 @@ func TestSettledLooksAtTheView(t *testing.T) {
 		})
 	}
 }
+
+// SettledSince, right after the caller's own write: a View behind that
+// write needs no read (the settle is still to be told), a View at or past
+// it answers alone, and no entry is read as Settled reads.
+func TestSettledSinceTheCallersWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// view is the View's entry given the caller's write (BUILD) and
+		// the ACTIVE record that settles it; nil: no entry.
+		view func(build, active store.Record) *store.Record
+		// answered: the View alone answers, before the settle is told.
+		answered  bool
+		wantReads int64
+	}{
+		{"the View is behind the write", func(build, _ store.Record) *store.Record {
+			old := build
+			old.Transition, old.TransitionRev, old.StateRev = nil, 0, build.StateRev-1
+			old.State.VMState = instance.Active
+			return &old
+		}, false, 0},
+		{"the View has the write", func(build, _ store.Record) *store.Record { return &build }, false, 0},
+		{"the View has the settle", func(_, active store.Record) *store.Record { return &active }, true, 0},
+		{"no entry", nil, false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := testenv.Etcd(t)
+			const prefix = "/lucid-feed-since-test"
+			s := store.New(m.Client(), prefix)
+			fs, reads := testenv.ReadCountingStore(t, m, prefix)
+			v := store.NewView(0)
+			f := feed.New(fs, v, nil)
+			ctx := context.Background()
+			build := building(t, s, "x")
+			active := activate(t, s, build)
+			if tc.view != nil {
+				v.Reset([]store.Record{*tc.view(build, active)})
+			}
+			ch := make(chan result, 1)
+			go func() {
+				rec, err := f.SettledSince(ctx, "x", build)
+				ch <- result{rec, err}
+			}()
+			if !tc.answered {
+				testenv.Eventually(t, 10*time.Second, func() bool { return f.Waiting() == 1 }, "no waiter")
+				select {
+				case r := <-ch:
+					if tc.wantReads == 0 {
+						t.Fatalf("SettledSince answered %+v, %v before the settle was told", r.rec, r.err)
+					}
+					ch <- r // the read found ACTIVE: a right answer
+				default:
+					// As the watch would: the settle, View first.
+					f.Observe(store.TransitionEvent{ID: "x", Revision: active.StateRev, Record: &active})
+				}
+			}
+			if r := await(t, ch); r.err != nil || r.rec.StateRev != active.StateRev || r.rec.Transition != nil {
+				t.Fatalf("SettledSince = %+v, %v; want ACTIVE at %d", r.rec, r.err, active.StateRev)
+			}
+			if n := reads.Load(); n != tc.wantReads {
+				t.Fatalf("SettledSince sent %d reads, want %d", n, tc.wantReads)
+			}
+		})
+	}
+}

@@ -46,28 +46,12 @@ func NewAPI(base string, workers int) *API {
 // Do makes one call; an answer other than want is a *CallError that
 // quotes the answer. out, when not nil, receives the decoded body.
 func (a *API) Do(ctx context.Context, method, path, body string, want int, out any) error {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.Base+path, rd)
+	code, b, err := a.Send(ctx, method, path, body, nil)
 	if err != nil {
 		return err
 	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.HTTP.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if resp.StatusCode != want {
-		return &CallError{Method: method, Path: path, Status: resp.StatusCode, Body: string(bytes.TrimSpace(b))}
+	if code != want {
+		return &CallError{Method: method, Path: path, Status: code, Body: string(bytes.TrimSpace(b))}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -75,6 +59,35 @@ func (a *API) Do(ctx context.Context, method, path, body string, want int, out a
 		}
 	}
 	return nil
+}
+
+// Send makes one call with extra headers and returns the answer's status
+// and body, whatever the status.
+func (a *API) Send(ctx context.Context, method, path, body string, header http.Header) (int, []byte, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.Base+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.HTTP.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	return resp.StatusCode, b, nil
 }
 
 // CallError is an answer the load did not expect.

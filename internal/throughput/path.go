@@ -1,6 +1,7 @@
 package throughput
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,7 +22,7 @@ type Path struct {
 	Seconds        float64 `json:"seconds"`
 	ChangesPerSec  float64 `json:"status_changes_per_s"`
 	Ratio          float64 `json:"ratio_to_raw"`     // ChangesPerSec over the raw Txn/s
-	WaitsPerAction float64 `json:"waits_per_action"` // long-polls
+	WaitsPerAction float64 `json:"waits_per_action"` // long-polls (with Prefer: wait, only when an action outlived it)
 }
 
 // EtcdOps is phase 3: etcd's own counters over phase 2, per action.
@@ -68,6 +69,9 @@ type pathClient struct {
 	insts []*inst
 	n     int   // actions made
 	waits int64 // long-polls sent
+	// longPoll: wait for an action's end by long-polls only, not by
+	// Prefer: wait on the action itself (Config.Wait).
+	longPoll bool
 }
 
 // idle is what a long-poll's answer holds of an instance: what waiting
@@ -132,10 +136,7 @@ func (c *pathClient) act(ctx context.Context) error {
 	if in.status == "SHUTOFF" {
 		body, want = `{"os-start": null}`, "ACTIVE"
 	}
-	if err := c.api.Do(ctx, "POST", "/v2.1/servers/"+in.id+"/action", body, http.StatusAccepted, nil); err != nil {
-		return err
-	}
-	got, err := waitIdle(ctx, c.api, in.id, &c.waits)
+	got, err := c.send(ctx, in.id, body)
 	if err != nil {
 		return err
 	}
@@ -144,6 +145,38 @@ func (c *pathClient) act(ctx context.Context) error {
 	}
 	in.status = want
 	return nil
+}
+
+// preferWait asks the server to answer an action when it has ended
+// (RFC 7240; core/api answers 200 with the server, or the ordinary 202
+// if it has not ended within the wait).
+var preferWait = http.Header{"Prefer": {"wait=30"}}
+
+// send posts an action to instance id and waits for its end: with
+// Prefer: wait, or (WaitLongPoll, or when the server answered 202) by
+// long-polling.
+func (c *pathClient) send(ctx context.Context, id, body string) (idle, error) {
+	path := "/v2.1/servers/" + id + "/action"
+	var header http.Header
+	if !c.longPoll {
+		header = preferWait
+	}
+	code, b, err := c.api.Send(ctx, "POST", path, body, header)
+	switch {
+	case err != nil:
+		return idle{}, err
+	case code == http.StatusOK && !c.longPoll:
+		var out struct {
+			Server idle `json:"server"`
+		}
+		if err := json.Unmarshal(b, &out); err != nil {
+			return idle{}, fmt.Errorf("POST %s: decode answer: %w", path, err)
+		}
+		return out.Server, nil
+	case code != http.StatusAccepted:
+		return idle{}, &soak.CallError{Method: "POST", Path: path, Status: code, Body: string(bytes.TrimSpace(b))}
+	}
+	return waitIdle(ctx, c.api, id, &c.waits)
 }
 
 // loop acts until the deadline; it returns how many actions it made.
@@ -234,7 +267,7 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 	a := soak.NewAPI(srv.API(), cfg.Clients)
 	cs := make([]*pathClient, cfg.Clients)
 	if err := each(cfg.Clients, func(i int) error {
-		c := &pathClient{api: a}
+		c := &pathClient{api: a, longPoll: cfg.Wait == WaitLongPoll}
 		cs[i] = c
 		var waits int64
 		for j := range cfg.PerClient {

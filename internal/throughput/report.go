@@ -13,6 +13,7 @@ type Report struct {
 	PerClient   int    `json:"instances_per_client"`
 	Duration    string `json:"duration"`
 	Instances   int    `json:"instances"`
+	Wait        string `json:"wait"` // how path clients wait for an action's end (Config.Wait)
 	Setup       string `json:"setup"`
 	Attribution string `json:"cpu_attribution"`
 
@@ -83,8 +84,12 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  baseline %.0f txn/s\n\n", r.Raw.TxnPerSec)
 
 	p := r.Path
-	fmt.Fprintf(w, "2 whole path (stop/start over HTTP, %d clients × %d instances, each action waited for by long-polls: GET ?wait=settled)\n",
-		r.Clients, r.PerClient)
+	how := "sent with Prefer: wait and answered at its end (a 202 after 30s would be long-polled)"
+	if r.Wait == WaitLongPoll {
+		how = "answered 202, then waited for by long-polls: GET /v1/instances/{id}?wait=settled"
+	}
+	fmt.Fprintf(w, "2 whole path (stop/start over HTTP, %d clients × %d instances, each action %s)\n",
+		r.Clients, r.PerClient, how)
 	fmt.Fprintf(w, "  %d actions, %d status changes (from history) in %.2fs: %.0f changes/s = %.3f× raw  (%.1f long-polls per action)\n\n",
 		p.Actions, p.Changes, p.Seconds, p.ChangesPerSec, p.Ratio, p.WaitsPerAction)
 

@@ -71,9 +71,20 @@ type Config struct {
 	// Instances is how many instances phase 5 creates and phase 6 lists
 	// [1000].
 	Instances int
+	// Wait is how a path client learns that its action ended: WaitPrefer
+	// (the action is sent with Prefer: wait and answered at its end) or
+	// WaitLongPoll (202, then GET /v1/instances/{id}?wait=settled)
+	// [WaitPrefer].
+	Wait string
 	// Out receives progress lines [io.Discard].
 	Out io.Writer
 }
+
+// The ways a path client waits for its action's end (Config.Wait).
+const (
+	WaitPrefer   = "prefer"
+	WaitLongPoll = "long-poll"
+)
 
 // minDuration keeps a phase long enough to count anything.
 const minDuration = 100 * time.Millisecond
@@ -97,6 +108,13 @@ func (c *Config) defaults() error {
 		c.Duration = 10 * time.Second
 	case c.Duration < minDuration:
 		return fmt.Errorf("throughput: duration %v is below the minimum %v", c.Duration, minDuration)
+	}
+	switch c.Wait {
+	case "":
+		c.Wait = WaitPrefer
+	case WaitPrefer, WaitLongPoll:
+	default:
+		return fmt.Errorf("throughput: wait %q: want %s or %s", c.Wait, WaitPrefer, WaitLongPoll)
 	}
 	switch {
 	case c.Clients == 0:
@@ -138,7 +156,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		cfg.Dir = d
 	}
-	rep := &Report{Clients: cfg.Clients, PerClient: cfg.PerClient, Duration: cfg.Duration.String(), Instances: cfg.Instances, Attribution: attributionRule}
+	rep := &Report{Clients: cfg.Clients, PerClient: cfg.PerClient, Duration: cfg.Duration.String(), Instances: cfg.Instances, Wait: cfg.Wait, Attribution: attributionRule}
 	err := run(ctx, cfg, rep)
 	if err == nil && !keep {
 		os.RemoveAll(cfg.Dir)
