@@ -13,8 +13,16 @@ import (
 // understand, gets the ordinary 202, and the action goes on either way.
 func TestPreferWait(t *testing.T) {
 	n := testnode.Start(t, testnode.Options{Driver: `resize_delay = "1h"`})
-	id, _ := n.Create(t, "p")
-	n.Settle(t, id)
+	created := n.CallHeader(t, "POST", "/v2.1/servers", `{"server": {"name": "p", "flavorRef": "m1.tiny", "imageRef": "cirros"}}`,
+		map[string]string{"Prefer": "wait=30"})
+	if created.Code != http.StatusOK || created.Header.Get("Preference-Applied") != "wait=30" || created.Header.Get("Location") == "" {
+		t.Fatalf("create with Prefer: wait: %d %v %s", created.Code, created.Header, created.Raw)
+	}
+	srv := created.Body["server"].(map[string]any)
+	id, _ := srv["id"].(string)
+	if srv["status"] != "ACTIVE" || srv["adminPass"] == "" || srv["adminPass"] == nil || srv["OS-EXT-STS:task_state"] != nil {
+		t.Fatalf("create with Prefer: wait answered %s, want the ACTIVE server with its adminPass", created.Raw)
+	}
 	for _, tt := range []struct {
 		name, body, prefer string
 		code               int

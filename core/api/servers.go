@@ -40,6 +40,21 @@ func (s *Server) createServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", selfAndBookmark(r, "servers", rec.State.ID)[0].Href)
+	// Prefer: wait=N (RFC 7240): answer when the build has ended, 200
+	// with the server as it came out (ACTIVE, or ERROR with its fault)
+	// and its generated adminPass; else the ordinary 202.
+	if d := preferWait(r.Header); d > 0 {
+		if settled, ok := s.settle(w, r, rec, d); ok {
+			v := serverDetail(r, settled)
+			v.AdminPass = adminPass()
+			preferenceApplied(w, d)
+			writeJSON(w, http.StatusOK, map[string]any{"server": v})
+			return
+		}
+		if r.Context().Err() != nil {
+			return // the client left; nobody reads an answer
+		}
+	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"server": map[string]any{
 		"id":                rec.State.ID,
 		"links":             selfAndBookmark(r, "servers", rec.State.ID),

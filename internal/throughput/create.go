@@ -25,8 +25,9 @@ type Create struct {
 	// took, without the client's waiting.
 	ServerP50Ms float64 `json:"server_p50_ms"`
 	ServerP99Ms float64 `json:"server_p99_ms"`
-	// Client is from sending the POST to the answer of the long-poll
-	// (GET ?wait=settled) that shows no action in flight.
+	// Client is from sending the POST to the answer that shows the
+	// instance ACTIVE: the POST's own with Prefer: wait (WaitPrefer), or
+	// the long-poll's (GET ?wait=settled) after a 202 (WaitLongPoll).
 	ClientP50Ms float64 `json:"client_p50_ms"`
 	ClientP99Ms float64 `json:"client_p99_ms"`
 }
@@ -78,7 +79,7 @@ func driveCreateAndList(ctx context.Context, cfg Config, srv *soak.Server, rep *
 			if i >= cfg.Instances {
 				return nil
 			}
-			id, took, err := create(ctx, a, fmt.Sprintf("create-%d", i), &waits)
+			id, took, err := create(ctx, a, fmt.Sprintf("create-%d", i), cfg.Wait == WaitLongPoll, &waits)
 			if err != nil {
 				return err
 			}

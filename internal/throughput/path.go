@@ -109,18 +109,33 @@ func waitIdle(ctx context.Context, a *soak.API, id string, waits *int64) (idle, 
 
 // create creates an instance and waits until it is ACTIVE; it returns
 // its id and the time from the POST to seeing it ACTIVE.
-func create(ctx context.Context, a *soak.API, name string, waits *int64) (string, time.Duration, error) {
+func create(ctx context.Context, a *soak.API, name string, longPoll bool, waits *int64) (string, time.Duration, error) {
 	var out struct {
 		Server struct {
 			ID string `json:"id"`
+			idle
 		} `json:"server"`
+	}
+	var header http.Header
+	if !longPoll {
+		header = preferWait
 	}
 	t0 := time.Now()
 	body := fmt.Sprintf(`{"server":{"name":%q,"flavorRef":"m1.tiny","imageRef":"cirros"}}`, name)
-	if err := a.Do(ctx, "POST", "/v2.1/servers", body, http.StatusAccepted, &out); err != nil {
+	code, b, err := a.Send(ctx, "POST", "/v2.1/servers", body, header)
+	if err != nil {
 		return "", 0, err
 	}
-	in, err := waitIdle(ctx, a, out.Server.ID, waits)
+	if code != http.StatusOK && code != http.StatusAccepted {
+		return "", 0, &soak.CallError{Method: "POST", Path: "/v2.1/servers", Status: code, Body: string(bytes.TrimSpace(b))}
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return "", 0, fmt.Errorf("POST /v2.1/servers: decode answer: %w", err)
+	}
+	in := out.Server.idle
+	if code == http.StatusAccepted {
+		in, err = waitIdle(ctx, a, out.Server.ID, waits)
+	}
 	took := time.Since(t0)
 	if err == nil && (in.Status != "ACTIVE" || in.Fault != nil) {
 		err = fmt.Errorf("throughput: create %s ended %s (fault %+v), want ACTIVE", out.Server.ID, in.Status, in.Fault)
@@ -271,7 +286,7 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 		cs[i] = c
 		var waits int64
 		for j := range cfg.PerClient {
-			id, _, err := create(ctx, a, fmt.Sprintf("path-%d-%d", i, j), &waits)
+			id, _, err := create(ctx, a, fmt.Sprintf("path-%d-%d", i, j), c.longPoll, &waits)
 			if err != nil {
 				return err
 			}
