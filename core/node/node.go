@@ -123,7 +123,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 
 	if cfg.ReconcilerEnabled() {
 		n.Reconciler = reconcile.New(reconcile.Config{
-			Store: n.Store, Recorder: rec, Starter: svc, Unmanaged: reg, Node: cfg.Node, Drivers: comp.Drivers,
+			Store: n.Store, View: view, Recorder: rec, Starter: svc, Unmanaged: reg, Node: cfg.Node, Drivers: comp.Drivers,
 			Policy: comp.Decider, PolicyID: comp.DeciderID, Interval: cfg.Reconciler.Interval, LeaseTTL: leaseTTL(cfg),
 			StepTimeout: stepTimeouts(cfg), Logger: logger.With("component", "reconcile"), Metrics: n.Metrics,
 		})

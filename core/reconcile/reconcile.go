@@ -61,7 +61,10 @@ type Unmanaged interface {
 
 // Config configures a Reconciler.
 type Config struct {
-	Store     *store.Store
+	Store *store.Store
+	// View is the node's latest record of each instance from its watch
+	// (nil: none). Driver events are settled from it (checkEvent).
+	View      *store.View
 	Recorder  *lifecycle.Recorder
 	Starter   Starter
 	Unmanaged Unmanaged
@@ -396,9 +399,17 @@ func (r *Reconciler) Check(ctx context.Context, drv, id string) (bool, error) {
 // clear), takes the full look: a fresh record and a fresh Inspect, never
 // a decision on the event alone. Skipping is safe because doing nothing
 // is: a later change sends a later event, and sweeps remain the backstop.
+//
+// The record for that shortcut is the node's View when it has the
+// instance (else a read): the View trails etcd by the watch's lag, so
+// it can agree with an event that the truth, changed in the last
+// moments, would not. The one event that matters then is a VM failing
+// within that lag of an action that Lucid recorded; it is noticed at
+// the next sweep instead of at once. Everything that changes a record
+// still starts from a fresh read and a fresh Inspect.
 func (r *Reconciler) checkEvent(ctx context.Context, drv string, ev driver.Event) (bool, error) {
 	if ev.Kind == driver.EventPower && ev.Power != "" && ev.Power != driver.PowerNoState {
-		rec, err := r.cfg.Store.Get(ctx, ev.ID)
+		rec, err := r.record(ctx, ev.ID)
 		if err == nil && rec.Err == nil && rec.State.Node == r.cfg.Node && rec.State.Driver == drv && len(rec.State.Flags) == 0 {
 			if _, isCase := r.classify(rec, driver.Instance{ID: ev.ID, Power: ev.Power}, true); !isCase {
 				r.eventsSettled.Add(1)
@@ -407,6 +418,16 @@ func (r *Reconciler) checkEvent(ctx context.Context, drv string, ev driver.Event
 		}
 	}
 	return r.Check(ctx, drv, ev.ID)
+}
+
+// record is the View's record of id, or a read's.
+func (r *Reconciler) record(ctx context.Context, id string) (store.Record, error) {
+	if r.cfg.View != nil {
+		if rec, ok := r.cfg.View.Get(id); ok {
+			return rec, nil
+		}
+	}
+	return r.cfg.Store.Get(ctx, id)
 }
 
 // EventsSettledByRecord counts driver events whose record showed there
