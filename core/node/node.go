@@ -200,7 +200,7 @@ func (n *Node) openStore(ctx context.Context) error {
 		}
 		n.closers = append(n.closers, func(context.Context) error { m.Close(); return nil })
 		n.EtcdURL = m.ClientURL()
-		n.Store = store.New(m.Client(), cfg.Store.Prefix)
+		n.Store = store.New(m.Client(), cfg.Store.Prefix).WithKV(m.KV())
 		mc = store.MaintainerConfig{CompactRevisions: revs, Defragmenter: m, DisarmNoSpace: true}
 	} else {
 		sc := store.Config{Endpoints: cfg.Store.Endpoints, Prefix: cfg.Store.Prefix}

@@ -280,16 +280,16 @@ func usageChangeOf(base Record, ch Change) (usageChange, bool) {
 // race on the usage (another instance of the project changed it) is
 // retried with a fresh read; a lost race on the instance's own keys is
 // ErrStale.
-func (s *Store) commitTxn(ctx context.Context, guards []clientv3.Cmp, ops []clientv3.Op, uc *usageChange) (*clientv3.TxnResponse, error) {
+func (s *Store) commitTxn(ctx context.Context, guards []clientv3.Cmp, ops []op, uc *usageChange) (*clientv3.TxnResponse, error) {
 	if uc == nil {
-		return s.cli.Txn(ctx).If(guards...).Then(ops...).Commit()
+		return s.txn(ctx, guards, ops, nil)
 	}
 	shard := s.shardKey(uc.project, uc.id)
 	for {
 		var mine Usage
 		var mineRev, readRev int64
 		var usageCmp clientv3.Cmp
-		var usageGet clientv3.Op
+		var usageGet op
 		if uc.binds() {
 			// Every shard of the project, in one read: their sum is
 			// checked against the limits, and none of them may change
@@ -316,7 +316,7 @@ func (s *Store) commitTxn(ctx context.Context, guards []clientv3.Cmp, ops []clie
 			}
 			readRev = resp.Header.Revision
 			usageCmp = clientv3.Compare(clientv3.ModRevision(s.quotaPrefix(uc.project)), "<", readRev+1).WithPrefix()
-			usageGet = clientv3.OpGet(s.quotaPrefix(uc.project), clientv3.WithPrefix())
+			usageGet = op{kind: opGet, key: s.quotaPrefix(uc.project), prefix: true}
 		} else {
 			v, ok := s.usage.get(shard)
 			if !ok {
@@ -328,7 +328,7 @@ func (s *Store) commitTxn(ctx context.Context, guards []clientv3.Cmp, ops []clie
 			mine, mineRev = v.u, v.rev
 			readRev = mineRev
 			usageCmp = clientv3.Compare(clientv3.ModRevision(shard), "=", mineRev)
-			usageGet = clientv3.OpGet(shard)
+			usageGet = op{kind: opGet, key: shard}
 		}
 		next := mine.add(uc.delta)
 		// A counter never goes below zero: releasing what was held before
@@ -339,8 +339,7 @@ func (s *Store) commitTxn(ctx context.Context, guards []clientv3.Cmp, ops []clie
 			return nil, fmt.Errorf("store: encode usage: %w", err)
 		}
 		cmps := append(guards[:len(guards):len(guards)], usageCmp)
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(append(ops[:len(ops):len(ops)], clientv3.OpPut(shard, string(b)))...).
-			Else(usageGet).Commit()
+		resp, err := s.txn(ctx, cmps, append(ops[:len(ops):len(ops)], putOp(shard, string(b))), []op{usageGet})
 		if err != nil {
 			s.usage.forget(shard)
 			return resp, err

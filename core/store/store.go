@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -58,6 +59,7 @@ type Config struct {
 // Store is Lucid's view of etcd. It is safe for concurrent use.
 type Store struct {
 	cli    *clientv3.Client
+	kv     pb.KVClient // nil: transactions through cli (WithKV)
 	prefix string
 	usage  usageCache // the project usage shards this Store last saw
 	// decoded holds the states and transitions already decoded, by key
@@ -240,7 +242,7 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 	if ch.History != nil {
 		seq++
 	}
-	ops := make([]clientv3.Op, 0, 4)
+	ops := make([]op, 0, 4)
 	var puts []put // what the transaction writes, to tell whether it landed
 	var next Record
 	if ch.State != nil {
@@ -251,11 +253,11 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 		if err != nil {
 			return Record{}, fmt.Errorf("store: encode state: %w", err)
 		}
-		ops = append(ops, clientv3.OpPut(s.stateKey(ch.ID), string(b)))
+		ops = append(ops, putOp(s.stateKey(ch.ID), string(b)))
 		puts = append(puts, put{s.stateKey(ch.ID), string(b)})
 		next.State = st
 	} else {
-		ops = append(ops, clientv3.OpDelete(s.stateKey(ch.ID)))
+		ops = append(ops, deleteOp(s.stateKey(ch.ID)))
 	}
 	if ch.Transition != nil {
 		t := *ch.Transition
@@ -264,11 +266,11 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 		if err != nil {
 			return Record{}, fmt.Errorf("store: encode transition: %w", err)
 		}
-		ops = append(ops, clientv3.OpPut(s.transitionKey(ch.ID), string(b)))
+		ops = append(ops, putOp(s.transitionKey(ch.ID), string(b)))
 		puts = append(puts, put{s.transitionKey(ch.ID), string(b)})
 		next.Transition = &t
 	} else if base.TransitionRev != 0 {
-		ops = append(ops, clientv3.OpDelete(s.transitionKey(ch.ID)))
+		ops = append(ops, deleteOp(s.transitionKey(ch.ID)))
 	}
 	if ch.History != nil {
 		h := *ch.History
@@ -277,7 +279,7 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 		if err != nil {
 			return Record{}, fmt.Errorf("store: encode history: %w", err)
 		}
-		ops = append(ops, clientv3.OpPut(s.historyKey(ch.ID, seq), string(hb)))
+		ops = append(ops, putOp(s.historyKey(ch.ID, seq), string(hb)))
 		// A history key is written once (its seq is allocated under the
 		// guard) and never changed, so it alone proves the write landed,
 		// even after others changed the state.
@@ -289,7 +291,7 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 			if err != nil {
 				return Record{}, fmt.Errorf("store: encode deletion: %w", err)
 			}
-			ops = append(ops, clientv3.OpPut(s.deletedKey(ch.ID), string(mb)))
+			ops = append(ops, putOp(s.deletedKey(ch.ID), string(mb)))
 		}
 	} else if ch.State == nil {
 		return Record{}, fmt.Errorf("store: commit %s: deleting an instance is a status change and needs a history record", ch.ID)

@@ -220,11 +220,13 @@ func Etcd(t testing.TB) *embedded.Member {
 }
 
 // Store starts a fresh embedded etcd member and returns a Store on it,
-// under a prefix of its own. Both are closed when the test ends.
+// under a prefix of its own, as a node has it (transactions straight to
+// the member's KV service; ReadCountingStore's go through clientv3).
+// Both are closed when the test ends.
 func Store(t testing.TB) *store.Store {
 	t.Helper()
 	m := Etcd(t)
-	s := store.New(m.Client(), fmt.Sprintf("/lucid-test-%d", time.Now().UnixNano()))
+	s := store.New(m.Client(), fmt.Sprintf("/lucid-test-%d", time.Now().UnixNano())).WithKV(m.KV())
 	t.Cleanup(func() { s.Close() })
 	return s
 }

@@ -15,10 +15,13 @@ import (
 	"strings"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
+	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
 )
 
 // Config says how to run the member.
@@ -209,6 +212,13 @@ func (m *Member) ClientURLs() []string {
 // Closing the client does not stop the member.
 func (m *Member) Client() *clientv3.Client {
 	return v3client.New(m.etcd.Server)
+}
+
+// KV returns the member's KV service as a client, in-process, for
+// store.Store.WithKV: the same service Client's KV calls, without
+// clientv3's copying of every compare.
+func (m *Member) KV() pb.KVClient {
+	return adapter.KvServerToKvClient(v3rpc.NewQuotaKVServer(m.etcd.Server))
 }
 
 // Defragment rewrites the member's database file without its free pages,
