@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lucid-project/lucid/core/instance"
 )
 
 // PutRaw writes value at key (relative to the prefix) behind Lucid's back,
@@ -62,3 +64,9 @@ func (s *Store) RawKeys(ctx context.Context, prefix string) ([]string, error) {
 
 // DecodedLen is how many states and transitions the decode cache holds.
 func (s *Store) DecodedLen() (states, transitions int) { return s.decodedLen() }
+
+// RoundTrips exposes the decode cache's test of a written state and
+// transition (keepWritten).
+func RoundTrips(st *instance.State, t *instance.Transition) (state, transition bool) {
+	return st != nil && stateRoundTrips(st), t != nil && transitionRoundTrips(t)
+}

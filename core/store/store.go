@@ -245,11 +245,13 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 	ops := make([]op, 0, 4)
 	var puts []put // what the transaction writes, to tell whether it landed
 	var next Record
+	var stBytes, tBytes []byte // for the decode cache (keepWritten)
 	if ch.State != nil {
 		st := *ch.State
 		st.Schema = instance.StateSchema
 		st.HistorySeq = seq
 		b, err := json.Marshal(st)
+		stBytes = b
 		if err != nil {
 			return Record{}, fmt.Errorf("store: encode state: %w", err)
 		}
@@ -263,6 +265,7 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 		t := *ch.Transition
 		t.Schema = instance.TransitionSchema
 		b, err := json.Marshal(t)
+		tBytes = b
 		if err != nil {
 			return Record{}, fmt.Errorf("store: encode transition: %w", err)
 		}
@@ -337,6 +340,11 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 		// The keys this change deleted are gone from the decode cache too.
 		s.forget(ch.ID, rev, ch.State == nil, true)
 	}
+	var wroteState *instance.State
+	if ch.State != nil {
+		wroteState = &next.State
+	}
+	s.keepWritten(rev, ch.ID, wroteState, stBytes, next.Transition, tBytes)
 	return next, nil
 }
 
