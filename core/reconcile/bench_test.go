@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,7 +16,6 @@ import (
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/store"
 	"github.com/lucid-project/lucid/internal/testenv"
-	"github.com/lucid-project/lucid/internal/testnode"
 )
 
 // BenchmarkSweep measures one reconciler sweep over N instances on one
@@ -35,19 +33,7 @@ func BenchmarkSweep(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("LUCID_BENCH_SWEEP_N")); err == nil && v > 0 {
 		n = v
 	}
-	dir := b.TempDir()
-	sock := filepath.Join(dir, "fake.sock")
-	nd := testnode.Start(b, testnode.Options{Dir: dir, Driver: fmt.Sprintf("control_socket = %q", sock), Extra: fmt.Sprintf(`
-policy "reconcile" {
-  module   = %q
-  settings = { on_power_mismatch = "flag" }
-  timeout  = "5s"
-}
-reconciler {
-  enabled  = true
-  interval = "1h"
-}
-`, testenv.Wasm(b, "./policies/reconcile"))})
+	nd, sock := reconciling(b, "", `{ on_power_mismatch = "flag" }`, "1h", true)
 	ctx := context.Background()
 	plant(b, nd.Store, n)
 	ctlClient := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

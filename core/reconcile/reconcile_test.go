@@ -23,9 +23,18 @@ import (
 // the given settings.
 func node(t *testing.T, driver, settings string, enabled bool) (*testnode.Node, string) {
 	t.Helper()
-	dir := t.TempDir()
+	return reconciling(t, driver, settings, "50ms", enabled)
+}
+
+// reconciling starts a node whose fake driver has a control socket (its
+// path is returned) and extra driver settings, with the reconciler
+// (enabled or not) sweeping every interval under the default reconcile
+// policy with the given settings.
+func reconciling(tb testing.TB, driver, settings, interval string, enabled bool) (*testnode.Node, string) {
+	tb.Helper()
+	dir := tb.TempDir()
 	sock := filepath.Join(dir, "fake.sock")
-	n := testnode.Start(t, testnode.Options{
+	n := testnode.Start(tb, testnode.Options{
 		Dir:    dir,
 		Driver: fmt.Sprintf("control_socket = %q\n%s", sock, driver),
 		Extra: fmt.Sprintf(`
@@ -36,9 +45,9 @@ policy "reconcile" {
 }
 reconciler {
   enabled  = %v
-  interval = "50ms"
+  interval = %q
 }
-`, testenv.Wasm(t, "./policies/reconcile"), settings, enabled),
+`, testenv.Wasm(tb, "./policies/reconcile"), settings, enabled, interval),
 	})
 	return n, sock
 }
@@ -424,20 +433,7 @@ func value(t *testing.T, text, name string) float64 {
 // hour later, so what it does in a test comes from driver events.
 func hourly(t *testing.T) (*testnode.Node, string) {
 	t.Helper()
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "fake.sock")
-	n := testnode.Start(t, testnode.Options{Dir: dir, Driver: fmt.Sprintf("control_socket = %q", sock), Extra: fmt.Sprintf(`
-policy "reconcile" {
-  module   = %q
-  settings = { grace = "0s" }
-  timeout  = "5s"
-}
-reconciler {
-  enabled  = true
-  interval = "1h"
-}
-`, testenv.Wasm(t, "./policies/reconcile"))})
-	return n, sock
+	return reconciling(t, "", `{ grace = "0s" }`, "1h", true)
 }
 
 // The driver's echo of Lucid's own stop and start (a power event) is
