@@ -30,6 +30,7 @@ var catalog = &lifecycle.Catalog{
 // a store of its own whose etcd reads are counted, beside an API-side
 // lifecycle Service on another store over the same etcd.
 type env struct {
+	ex    *executor.Executor
 	svc   *lifecycle.Service
 	api   *lifecycle.Recorder
 	store *store.Store  // the API side's
@@ -37,7 +38,7 @@ type env struct {
 	logs  *syncBuffer
 }
 
-func newEnv(t *testing.T, wrap func(driver.Driver) driver.Driver) env {
+func newEnv(t *testing.T, wrap func(driver.Driver) driver.Driver, obs executor.Observer) env {
 	t.Helper()
 	m := testenv.Etcd(t)
 	prefix := "/lucid-executor-test"
@@ -57,7 +58,7 @@ func newEnv(t *testing.T, wrap func(driver.Driver) driver.Driver) env {
 	}
 	logs := &syncBuffer{}
 	ex := executor.New(executor.Config{Store: exStore, Recorder: lifecycle.NewRecorder(lifecycle.RecorderConfig{Store: exStore}),
-		Node: "n1", Drivers: map[string]driver.Driver{"fake": d},
+		Node: "n1", Drivers: map[string]driver.Driver{"fake": d}, Observer: obs,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	rctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -72,7 +73,7 @@ func newEnv(t *testing.T, wrap func(driver.Driver) driver.Driver) env {
 
 	rec := lifecycle.NewRecorder(lifecycle.RecorderConfig{Store: s})
 	svc := lifecycle.NewService(lifecycle.Config{Store: s, Recorder: rec, Catalog: catalog, Node: "n1", Driver: "fake"})
-	return env{svc: svc, api: rec, store: s, reads: reads, logs: logs}
+	return env{ex: ex, svc: svc, api: rec, store: s, reads: reads, logs: logs}
 }
 
 // settle waits until id has no transition in flight (or is gone) and
@@ -117,7 +118,7 @@ func (e env) begin(t *testing.T, id string, a instance.Action) {
 // etcd no read of an instance from the executor beyond its startup list
 // (each action used to cost one), and every change is still recorded.
 func TestNoReadPerAction(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, nil, nil)
 	before := e.reads.Load()
 	const rounds = 5
 	ids := []string{e.create(t, "a"), e.create(t, "b")}
@@ -206,7 +207,7 @@ func (g *gate) count(id string) int {
 // keeping the other write: neither the transition nor the write is lost.
 func TestStaleBaseDecidesAgain(t *testing.T) {
 	g := &gate{entered: make(chan string, 1), release: make(chan struct{}), calls: map[string]int{}}
-	e := newEnv(t, func(d driver.Driver) driver.Driver { g.Driver = d; return g })
+	e := newEnv(t, func(d driver.Driver) driver.Driver { g.Driver = d; return g }, nil)
 	ctx := context.Background()
 	id := e.create(t, "s")
 	e.settle(t, id)
@@ -249,6 +250,132 @@ func TestStaleBaseDecidesAgain(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), "executor: outcome lost the guard") {
 		t.Fatalf("no stale outcome logged:\n%s", e.logs.String())
+	}
+}
+
+// powerCounter is the fake plugin counting PowerOff and PowerOn calls.
+type powerCounter struct {
+	driver.Driver
+	mu    sync.Mutex
+	calls map[string]int // "off id", "on id"
+}
+
+func (c *powerCounter) add(op, id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls[op+" "+id]++
+}
+
+func (c *powerCounter) count(op, id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[op+" "+id]
+}
+
+func (c *powerCounter) PowerOff(ctx context.Context, id string) error {
+	c.add("off", id)
+	return c.Driver.PowerOff(ctx, id)
+}
+
+func (c *powerCounter) PowerOn(ctx context.Context, id string) error {
+	c.add("on", id)
+	return c.Driver.PowerOn(ctx, id)
+}
+
+// heldWatch is an Observer that, while on, stops the executor's watch
+// at each event: Observe sends the event to arrived and waits for next
+// before the executor may act on it.
+type heldWatch struct {
+	mu      sync.Mutex
+	on      bool
+	arrived chan store.TransitionEvent
+	next    chan struct{}
+	done    chan struct{} // closed: hold nothing any more
+}
+
+func (h *heldWatch) Listed([]store.Record) {}
+
+func (h *heldWatch) Observe(ev store.TransitionEvent) {
+	h.mu.Lock()
+	on := h.on
+	h.mu.Unlock()
+	if !on {
+		return
+	}
+	select {
+	case h.arrived <- ev:
+	case <-h.done:
+		return
+	}
+	select {
+	case <-h.next:
+	case <-h.done:
+	}
+}
+
+func (h *heldWatch) set(on bool) {
+	h.mu.Lock()
+	h.on = on
+	h.mu.Unlock()
+}
+
+// TestHandedTransitionRunsOnce begins a stop through a Service whose
+// Handoff is the executor, with the executor's watch held. The stop must
+// run and end without the watch. When the watch then brings back the
+// echo of the stop's begin, after the worker has finished and retired,
+// that old news must not start the step again (it did, before the
+// executor remembered what retired workers knew).
+func TestHandedTransitionRunsOnce(t *testing.T) {
+	c := &powerCounter{calls: map[string]int{}}
+	w := &heldWatch{arrived: make(chan store.TransitionEvent), next: make(chan struct{}), done: make(chan struct{})}
+	e := newEnv(t, func(d driver.Driver) driver.Driver { c.Driver = d; return c }, w)
+	t.Cleanup(func() { close(w.done) }) // before the executor stops, even when the test fails
+	handed := lifecycle.NewService(lifecycle.Config{Store: e.store, Recorder: e.api, Catalog: catalog, Node: "n1", Driver: "fake", Handoff: e.ex})
+	ctx := context.Background()
+	rec, err := handed.Create(ctx, lifecycle.CreateRequest{Name: "h", FlavorRef: "m1.tiny", ImageRef: "cirros", Project: "p", User: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := rec.State.ID
+	if got, _ := e.settle(t, id); got.Status() != instance.StatusActive {
+		t.Fatalf("created %s is %s, want ACTIVE", id, got.Status())
+	}
+
+	w.set(true)
+	if _, err := handed.Begin(ctx, id, instance.ActionStop, lifecycle.ActionRequest{User: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	begun := <-w.arrived // the stop's begin, held
+	if begun.ID != id || begun.Transition == nil || begun.Transition.Action != instance.ActionStop {
+		t.Fatalf("first held event %+v, want the stop's begin of %s", begun, id)
+	}
+	if got, _ := e.settle(t, id); got.Status() != instance.StatusShutoff {
+		t.Fatalf("after a handed stop with the watch held, %s is %s, want SHUTOFF", id, got.Status())
+	}
+	time.Sleep(100 * time.Millisecond) // the worker retires right after its write
+	w.next <- struct{}{}               // the begin's echo reaches dispatch
+	if end := <-w.arrived; end.Transition != nil {
+		t.Fatalf("second held event %+v, want the stop's end", end)
+	}
+	// The stop's end is held, so nothing newer can hide a worker started
+	// on the echo: it would call PowerOff again at once.
+	time.Sleep(500 * time.Millisecond)
+	if n := c.count("off", id); n != 1 {
+		t.Fatalf("PowerOff ran %d times, want once: the begin's echo ran the step again", n)
+	}
+	w.set(false)
+	w.next <- struct{}{}
+
+	// A start the executor can learn of only from its watch.
+	e.begin(t, id, instance.ActionStart)
+	if got, _ := e.settle(t, id); got.Status() != instance.StatusActive {
+		t.Fatalf("after the start %s is %s, want ACTIVE", id, got.Status())
+	}
+	if off, on := c.count("off", id), c.count("on", id); off != 1 || on != 1 {
+		t.Fatalf("PowerOff ran %d times and PowerOn %d, want once each", off, on)
+	}
+	if got := e.reads.Load(); got != 1 {
+		t.Fatalf("the executor sent %d reads, want 1 (its startup list)", got)
 	}
 }
 

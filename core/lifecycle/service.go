@@ -78,6 +78,7 @@ func (c *Catalog) Image(ref string) (CatalogImage, bool) {
 type Service struct {
 	store   *store.Store
 	view    *store.View // nil: Begin always reads
+	handoff Handoff     // nil: the executor learns from its watch
 	rec     *Recorder
 	catalog *Catalog
 	node    string
@@ -94,10 +95,20 @@ type Config struct {
 	// its watch): Begin's first attempt starts from it instead of
 	// reading etcd. Nil means Begin always reads.
 	View *store.View
+	// Handoff, if set, is told of every transition Begin and Create
+	// write (the node's executor), so that it need not wait for its
+	// watch to bring the write back.
+	Handoff Handoff
 	// Node receives new instances; Driver is the driver they run on.
 	Node   string
 	Driver string
 	Logger *slog.Logger
+}
+
+// Handoff takes records just written with a transition in flight.
+// Hand must not block.
+type Handoff interface {
+	Hand(rec store.Record)
 }
 
 // NewService returns a Service.
@@ -106,7 +117,7 @@ func NewService(cfg Config) *Service {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: cfg.Store, view: cfg.View, rec: cfg.Recorder, catalog: cfg.Catalog, node: cfg.Node, driver: cfg.Driver, logger: l}
+	return &Service{store: cfg.Store, view: cfg.View, handoff: cfg.Handoff, rec: cfg.Recorder, catalog: cfg.Catalog, node: cfg.Node, driver: cfg.Driver, logger: l}
 }
 
 // MaxNameLength is the longest instance name accepted, as in Nova.
@@ -170,10 +181,21 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (store.Record, 
 	}
 	t := spec.Begin("", st, req.RequestID, s.node, instance.Request{})
 	t.StartedAt, t.StepStartedAt = now, now
-	return s.rec.Record(ctx, store.Record{}, Change{
+	rec, err := s.rec.Record(ctx, store.Record{}, Change{
 		ID: id, State: &st, Transition: t, At: now,
 		Action: instance.ActionCreate, Cause: instance.CauseAPI, RequestID: req.RequestID, User: req.User,
 	})
+	if err == nil {
+		s.hand(rec)
+	}
+	return rec, err
+}
+
+// hand passes a record just written to the Handoff, if any.
+func (s *Service) hand(rec store.Record) {
+	if s.handoff != nil && rec.Transition != nil {
+		s.handoff.Hand(rec)
+	}
 }
 
 func checkName(name string) error {
@@ -330,6 +352,9 @@ func (s *Service) begin(ctx context.Context, id string, rec store.Record, action
 		}
 	} else {
 		next, err = s.rec.Record(ctx, rec, ch)
+	}
+	if err == nil {
+		s.hand(next)
 	}
 	return next, err == nil, err
 }

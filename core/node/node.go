@@ -108,11 +108,12 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Nod
 	n.closers = append(n.closers, func(context.Context) error { fd.Close(); return nil })
 	// The first configured driver receives new instances; scheduling
 	// across drivers and nodes is not built yet.
-	svc := lifecycle.NewService(lifecycle.Config{Store: n.Store, View: view, Recorder: rec, Catalog: catalog(cfg),
-		Node: cfg.Node, Driver: cfg.Drivers[0].Name, Logger: logger.With("component", "lifecycle")})
-
 	ex := executor.New(executor.Config{Store: n.Store, Recorder: rec, Node: cfg.Node, Drivers: comp.Drivers,
 		StepTimeout: stepTimeouts(cfg), Logger: logger.With("component", "executor"), Observer: fd})
+	// What this node's API begins, its executor starts at once (Hand);
+	// the watch remains how every other change reaches it.
+	svc := lifecycle.NewService(lifecycle.Config{Store: n.Store, View: view, Handoff: ex, Recorder: rec, Catalog: catalog(cfg),
+		Node: cfg.Node, Driver: cfg.Drivers[0].Name, Logger: logger.With("component", "lifecycle")})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	exDone := make(chan struct{})
 	go func() {
