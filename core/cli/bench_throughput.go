@@ -30,6 +30,7 @@ func benchThroughputCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "clients", Value: 16, Usage: "concurrent clients (and raw goroutines, and creators)"},
 			&ucli.IntFlag{Name: "instances", Value: 1000, Usage: "instances created (latency) and then listed"},
 			&ucli.IntFlag{Name: "per-client", Value: 2, Usage: "instances each stop/start client owns"},
+			&ucli.StringFlag{Name: "client", Value: "wire", Usage: "the load's HTTP client: wire (a minimal HTTP/1.1 client, one connection per client, as load tools such as wrk use, so the load generator takes less of the machine the server shares) or go (Go's net/http)"},
 			&ucli.StringFlag{Name: "wait", Value: "prefer", Usage: "how a stop/start client waits for its action's end: prefer (Prefer: wait on the action) or long-poll (202, then GET ?wait=settled)"},
 			&ucli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&ucli.StringFlag{Name: "plugin", Value: "bin/lucid-driver-fake", Usage: "the fake driver plugin"},
@@ -63,7 +64,7 @@ func benchThroughputCommand() *ucli.Command {
 			rep, err := throughput.Run(ctx, throughput.Config{
 				Lucid: exe, Plugin: c.String("plugin"), Policy: c.String("policy"), ReconcilePolicy: c.String("reconcile-policy"),
 				Dir: c.String("dir"), CacheDir: c.String("cache-dir"),
-				Duration: c.Duration("duration"), Clients: c.Int("clients"), PerClient: c.Int("per-client"), Instances: c.Int("instances"), Wait: c.String("wait"),
+				Duration: c.Duration("duration"), Clients: c.Int("clients"), PerClient: c.Int("per-client"), Instances: c.Int("instances"), Wait: c.String("wait"), Client: c.String("client"),
 				Out: progress,
 			})
 			if rep != nil {

@@ -66,6 +66,14 @@ type Observer interface {
 	// in revision order, before the executor acts on it. It may keep the
 	// event's Record but must not change it (store.WatchTransitions).
 	Observe(ev store.TransitionEvent)
+	// Wrote is called with the record each of the executor's own writes
+	// left, as soon as etcd confirmed the write, before the watch brings
+	// it back (Observe will see it later, as old news). It runs on the
+	// instance's worker goroutine, so calls for different instances may
+	// come at once, and out of order with Observe. It may keep the
+	// Record but must not change it. A write that deleted the instance
+	// is not told; its watch event is.
+	Wrote(rec store.Record)
 }
 
 // Executor carries out the transitions owned by its node. Each instance
@@ -365,6 +373,9 @@ func (e *Executor) work(ctx context.Context, id string, w *worker) {
 		e.mu.Unlock()
 		done, next := e.execute(rctx, rec)
 		cancel()
+		if o := e.cfg.Observer; o != nil && next != nil && next.StateRev != 0 {
+			o.Wrote(*next)
+		}
 		e.mu.Lock()
 		w.running, w.cancel = "", nil
 		switch {

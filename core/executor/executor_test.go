@@ -295,6 +295,8 @@ type heldWatch struct {
 
 func (h *heldWatch) Listed([]store.Record) {}
 
+func (h *heldWatch) Wrote(store.Record) {}
+
 func (h *heldWatch) Observe(ev store.TransitionEvent) {
 	h.mu.Lock()
 	on := h.on

@@ -302,3 +302,34 @@ func viewed(t *testing.T) (*store.Store, *feed.Feed, *store.View, *atomic.Int64)
 	v := store.NewView(0)
 	return store.New(m.Client(), prefix), feed.New(fs, v, nil), v, reads
 }
+
+// TestWroteAnswersAheadOfTheWatch: the executor's own write (Wrote)
+// answers a waiter with no watch running at all, advances the View, and
+// the watch's later event for the same write (and an older one arriving
+// after it) is old news that changes nothing.
+func TestWroteAnswersAheadOfTheWatch(t *testing.T) {
+	s, f, v, reads := viewed(t)
+	ctx := context.Background()
+	rec := building(t, s, "w")
+	f.Listed([]store.Record{rec}) // as a watch starting would: the View holds it in flight
+	ch := settled(f, ctx, "w")
+	testenv.Eventually(t, 10*time.Second, func() bool { return f.Waiting() == 1 }, "no waiter")
+	active := activate(t, s, rec)
+	f.Wrote(active)
+	r := await(t, ch)
+	if r.err != nil || r.rec.StateRev != active.StateRev || r.rec.Transition != nil {
+		t.Fatalf("Settled = %+v, %v; want ACTIVE at %d from the write", r.rec, r.err, active.StateRev)
+	}
+	if n := reads.Load(); n != 0 {
+		t.Fatalf("the waiter read etcd %d times, want 0 (the View showed the create in flight)", n)
+	}
+	if got, ok := v.Get("w"); !ok || got.StateRev != active.StateRev {
+		t.Fatalf("the View holds %+v (%v), want the write at %d", got, ok, active.StateRev)
+	}
+	// The watch catches up, with the older event first.
+	f.Observe(store.TransitionEvent{ID: "w", Revision: rec.TransitionRev, Transition: rec.Transition, Record: &rec})
+	f.Observe(store.TransitionEvent{ID: "w", Revision: active.StateRev, Record: &active})
+	if got, _ := v.Get("w"); got.StateRev != active.StateRev || got.Transition != nil {
+		t.Fatalf("after the watch's old news the View holds %+v, want ACTIVE at %d", got, active.StateRev)
+	}
+}

@@ -83,6 +83,23 @@ func (v *View) Apply(ev TransitionEvent) {
 	v.put(ev.ID, ev.Record)
 }
 
+// Advance takes a record that a write of this node left, confirmed by
+// etcd (a successful guarded Commit), before the watch brings that write
+// back: it replaces an older record of the instance. An instance the View
+// does not hold is left out, since it may have been deleted after that
+// write (the watch's Gone removed it). The watch's own event for the
+// write is then not newer, and ignored.
+func (v *View) Advance(rec Record) {
+	if rec.Err != nil || rec.StateRev == 0 {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if old, ok := v.recs[rec.State.ID]; ok && revisionOf(&rec) > revisionOf(old) {
+		v.recs[rec.State.ID] = &rec
+	}
+}
+
 // Reset makes recs (a List's records) the whole View: instances not among
 // them are gone from it. Call it with every list a watch resumes after,
 // before that watch's first event. Unreadable records are left out.

@@ -99,3 +99,39 @@ func TestViewReset(t *testing.T) {
 		t.Fatal("a Get's copy changed the View")
 	}
 }
+
+// TestViewAdvance pins what a node's own confirmed write does to the View
+// ahead of the watch: it replaces an older entry, and never brings back
+// an instance the View does not hold (deleted since, or evicted).
+func TestViewAdvance(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		held    *store.Record
+		wrote   *store.Record
+		wantRev int64 // 0: no entry
+	}{
+		{"newer write", viewRec("a", 5, true), viewRec("a", 7, false), 7},
+		{"the watch got there first", viewRec("a", 9, false), viewRec("a", 7, false), 9},
+		{"same revision", viewRec("a", 7, true), viewRec("a", 7, false), 7},
+		{"not held (deleted since)", nil, viewRec("a", 7, false), 0},
+		{"unreadable", viewRec("a", 5, true), &store.Record{State: instance.State{ID: "a"}, StateRev: 8, Err: store.ErrUnreadable}, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := store.NewView(0)
+			if tc.held != nil {
+				v.Reset([]store.Record{*tc.held})
+			}
+			v.Advance(*tc.wrote)
+			got, ok := v.Get("a")
+			switch {
+			case tc.wantRev == 0 && ok:
+				t.Fatalf("the View holds %+v, want no entry", got)
+			case tc.wantRev != 0 && (!ok || got.StateRev != tc.wantRev):
+				t.Fatalf("the View holds %+v (%v), want the record at %d", got, ok, tc.wantRev)
+			}
+			if tc.name == "same revision" && got.Transition == nil {
+				t.Fatal("a write at the held revision replaced the entry")
+			}
+		})
+	}
+}
