@@ -1,9 +1,11 @@
 // Package executor runs, on each node, the transitions that node owns.
 //
 // The API writes a transition into etcd and returns; the owning node's
-// executor notices it (a watch on the transition keys), runs each step's
-// driver operation in order and writes the outcome back through the
-// lifecycle Recorder: the next step, the action's end, or its failure.
+// executor notices it (a watch on the transition keys, or at once when
+// the API runs on the same node and hands the write over: Hand), runs
+// each step's driver operation in order and writes the outcome back
+// through the lifecycle Recorder: the next step, the action's end, or
+// its failure.
 // Every transition ends: a step the driver cannot finish fails with a
 // fault, and an outcome the validate policy refuses ends in ERROR with a
 // fault naming the policy.

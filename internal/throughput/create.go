@@ -69,6 +69,11 @@ func createAndList(ctx context.Context, cfg Config, rep *Report) error {
 
 func driveCreateAndList(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) error {
 	a := soak.NewAPI(srv.API(), cfg.Clients)
+	load, closeLoad, err := senders(cfg.Client, srv.API(), a, cfg.Clients)
+	if err != nil {
+		return err
+	}
+	defer closeLoad()
 	ids := make([]string, cfg.Instances)
 	clientLat := make([]time.Duration, cfg.Instances)
 	var next atomic.Int64
@@ -79,7 +84,7 @@ func driveCreateAndList(ctx context.Context, cfg Config, srv *soak.Server, rep *
 			if i >= cfg.Instances {
 				return nil
 			}
-			id, took, err := create(ctx, a, fmt.Sprintf("create-%d", i), cfg.Wait == WaitLongPoll, &waits)
+			id, took, err := create(ctx, load[c], fmt.Sprintf("create-%d", i), cfg.Wait == WaitLongPoll, &waits)
 			if err != nil {
 				return err
 			}

@@ -65,7 +65,8 @@ type inst struct {
 
 // pathClient stops and starts its own instances, one action at a time.
 type pathClient struct {
-	api   *soak.API
+	api   sender    // the load's calls (Config.Client)
+	ctl   *soak.API // the measurement's reads (history)
 	insts []*inst
 	n     int   // actions made
 	waits int64 // long-polls sent
@@ -88,15 +89,23 @@ type idle struct {
 // answered when no action is in flight, or after 30s with it still in
 // flight, when it asks again) and returns it idle; waits counts the
 // requests.
-func waitIdle(ctx context.Context, a *soak.API, id string, waits *int64) (idle, error) {
+func waitIdle(ctx context.Context, a sender, id string, waits *int64) (idle, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		var out struct {
 			Instance idle `json:"instance"`
 		}
 		*waits++
-		if err := a.Do(ctx, "GET", "/v1/instances/"+id+"?wait=settled&timeout=30s", "", http.StatusOK, &out); err != nil {
+		path := "/v1/instances/" + id + "?wait=settled&timeout=30s"
+		code, b, err := a.Send(ctx, "GET", path, "", nil)
+		if err != nil {
 			return idle{}, err
+		}
+		if code != http.StatusOK {
+			return idle{}, &soak.CallError{Method: "GET", Path: path, Status: code, Body: string(bytes.TrimSpace(b))}
+		}
+		if err := json.Unmarshal(b, &out); err != nil {
+			return idle{}, fmt.Errorf("GET %s: decode answer: %w", path, err)
 		}
 		if t := out.Instance.Transition; len(t) == 0 || string(t) == "null" {
 			return out.Instance, nil
@@ -109,7 +118,7 @@ func waitIdle(ctx context.Context, a *soak.API, id string, waits *int64) (idle, 
 
 // create creates an instance and waits until it is ACTIVE; it returns
 // its id and the time from the POST to seeing it ACTIVE.
-func create(ctx context.Context, a *soak.API, name string, longPoll bool, waits *int64) (string, time.Duration, error) {
+func create(ctx context.Context, a sender, name string, longPoll bool, waits *int64) (string, time.Duration, error) {
 	var out struct {
 		Server struct {
 			ID string `json:"id"`
@@ -209,7 +218,7 @@ func (c *pathClient) loop(ctx context.Context, until time.Time) (int, error) {
 // readSeqs reads each instance's newest history seq.
 func (c *pathClient) readSeqs(ctx context.Context) error {
 	for _, in := range c.insts {
-		s, err := lastSeq(ctx, c.api, in.id)
+		s, err := lastSeq(ctx, c.ctl, in.id)
 		if err != nil {
 			return err
 		}
@@ -280,13 +289,18 @@ func pathPhase(ctx context.Context, cfg Config, rep *Report) error {
 
 func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) error {
 	a := soak.NewAPI(srv.API(), cfg.Clients)
+	load, closeLoad, err := senders(cfg.Client, srv.API(), a, cfg.Clients)
+	if err != nil {
+		return err
+	}
+	defer closeLoad()
 	cs := make([]*pathClient, cfg.Clients)
 	if err := each(cfg.Clients, func(i int) error {
-		c := &pathClient{api: a, longPoll: cfg.Wait == WaitLongPoll}
+		c := &pathClient{api: load[i], ctl: a, longPoll: cfg.Wait == WaitLongPoll}
 		cs[i] = c
 		var waits int64
 		for j := range cfg.PerClient {
-			id, _, err := create(ctx, a, fmt.Sprintf("path-%d-%d", i, j), c.longPoll, &waits)
+			id, _, err := create(ctx, load[i], fmt.Sprintf("path-%d-%d", i, j), c.longPoll, &waits)
 			if err != nil {
 				return err
 			}

@@ -13,7 +13,8 @@ type Report struct {
 	PerClient   int    `json:"instances_per_client"`
 	Duration    string `json:"duration"`
 	Instances   int    `json:"instances"`
-	Wait        string `json:"wait"` // how path clients wait for an action's end (Config.Wait)
+	Wait        string `json:"wait"`   // how path clients wait for an action's end (Config.Wait)
+	Client      string `json:"client"` // the load's HTTP client (Config.Client)
 	Setup       string `json:"setup"`
 	Attribution string `json:"cpu_attribution"`
 
@@ -42,10 +43,16 @@ type Target struct {
 // setup says what the server and the load are, for the report's header.
 const setup = "lucid serve in its own process: embedded etcd with fsync, fake driver with zero delay, " +
 	"transitions validate policy on, reconciler on (30s sweep, as in config.hcl), authentication OFF " +
-	"(loopback only: no token checks), no rate limit. The load is this process, over HTTP/1.1 keep-alive."
+	"(loopback only: no token checks), no rate limit. The load is this process, over HTTP/1.1 keep-alive"
+
+// clients says what the load's HTTP client is, for the setup line.
+var clients = map[string]string{
+	ClientWire: ", one connection per client, spoken by a minimal HTTP/1.1 client (as wrk does; --client go for Go's net/http).",
+	ClientGo:   ", through Go's net/http client.",
+}
 
 func (r *Report) targets() {
-	r.Setup = setup
+	r.Setup = setup + clients[r.Client]
 	r.Targets = nil
 	add := func(name, want string, got float64, met bool) {
 		r.Targets = append(r.Targets, Target{Name: name, Want: want, Got: got, Met: met})

@@ -76,6 +76,11 @@ type Config struct {
 	// WaitLongPoll (202, then GET /v1/instances/{id}?wait=settled)
 	// [WaitPrefer].
 	Wait string
+	// Client is the path clients' and creators' HTTP client: ClientWire
+	// (a minimal HTTP/1.1 client, one connection each) or ClientGo (Go's
+	// net/http) [ClientWire]. The measurement's own reads (history,
+	// metrics, the listing) always use Go's.
+	Client string
 	// Out receives progress lines [io.Discard].
 	Out io.Writer
 }
@@ -115,6 +120,13 @@ func (c *Config) defaults() error {
 	case WaitPrefer, WaitLongPoll:
 	default:
 		return fmt.Errorf("throughput: wait %q: want %s or %s", c.Wait, WaitPrefer, WaitLongPoll)
+	}
+	switch c.Client {
+	case "":
+		c.Client = ClientWire
+	case ClientWire, ClientGo:
+	default:
+		return fmt.Errorf("throughput: client %q: want %s or %s", c.Client, ClientWire, ClientGo)
 	}
 	switch {
 	case c.Clients == 0:
@@ -156,7 +168,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		cfg.Dir = d
 	}
-	rep := &Report{Clients: cfg.Clients, PerClient: cfg.PerClient, Duration: cfg.Duration.String(), Instances: cfg.Instances, Wait: cfg.Wait, Attribution: attributionRule}
+	rep := &Report{Clients: cfg.Clients, PerClient: cfg.PerClient, Duration: cfg.Duration.String(), Instances: cfg.Instances, Wait: cfg.Wait, Client: cfg.Client, Attribution: attributionRule}
 	err := run(ctx, cfg, rep)
 	if err == nil && !keep {
 		os.RemoveAll(cfg.Dir)

@@ -49,7 +49,7 @@ func TestCommandEndToEnd(t *testing.T) {
 	// history: anything else is a lost or doubled change, or a miscount.
 	// With Prefer: wait (the default) each action's POST is answered at
 	// its end: no long-poll is needed.
-	if p.Actions <= 0 || p.Changes != 2*p.Actions || p.ChangesPerSec <= 0 || r.Wait != throughput.WaitPrefer || p.WaitsPerAction != 0 {
+	if p.Actions <= 0 || p.Changes != 2*p.Actions || p.ChangesPerSec <= 0 || r.Wait != throughput.WaitPrefer || r.Client != throughput.ClientWire || p.WaitsPerAction != 0 {
 		t.Errorf("path %+v, wait %q: want actions of two history records each, each answered by its own POST", p, r.Wait)
 	}
 	if len(r.RawRuns) != 2 || r.Raw != r.RawRuns[0] && r.Raw != r.RawRuns[1] || r.Raw.TxnPerSec < max(r.RawRuns[0].TxnPerSec, r.RawRuns[1].TxnPerSec) {
@@ -124,6 +124,7 @@ func TestBadConfig(t *testing.T) {
 		{"missing plugin", func(c *throughput.Config) { c.Plugin = "/no/such/plugin" }, "/no/such/plugin: no such file or directory (build it first: make build)"},
 		{"no policy", func(c *throughput.Config) { c.Policy = "" }, "both policy modules are required"},
 		{"unknown wait", func(c *throughput.Config) { c.Wait = "sometimes" }, `wait "sometimes": want prefer or long-poll`},
+		{"unknown client", func(c *throughput.Config) { c.Client = "curl" }, `client "curl": want wire or go`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := ok
