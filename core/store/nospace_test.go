@@ -210,6 +210,13 @@ func TestMaintainerDefragmentsWhenItPays(t *testing.T) {
 				}
 			}
 			mt.Round(ctx) // compacts, and defragments if it pays
+			// What compaction freed counts as free space once etcd's
+			// backend has committed it and no reader holds the old pages;
+			// on a busy machine that can take another round or two.
+			for i := 0; i < 20 && mt.Stats().Defrags < c.defrags; i++ {
+				time.Sleep(100 * time.Millisecond)
+				mt.Round(ctx)
+			}
 			st := mt.Stats()
 			if st.Pruned.Deleted != 1 || st.Compactions != 2 || st.Defrags != c.defrags {
 				t.Fatalf("deleted histories %d, compactions %d, defrags %d; want 1, 2, %d", st.Pruned.Deleted, st.Compactions, st.Defrags, c.defrags)

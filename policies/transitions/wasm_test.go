@@ -241,7 +241,8 @@ func TestKeptVerdictsEqualCalls(t *testing.T) {
 	ctx := context.Background()
 	load := func(noCache bool) *hostpolicy.Module {
 		m, err := e.Load(ctx, hostpolicy.Config{Name: "validate", Hook: hostpolicy.HookValidate, Path: wasmPath,
-			Settings: []byte(`{"forbid_actions":["hardReboot"]}`), NoVerdictCache: noCache})
+			Settings: []byte(`{"forbid_actions":["hardReboot"]}`), NoVerdictCache: noCache,
+			Timeout: 10 * time.Second}) // not a test of time limits: -race on a busy machine is slow
 		if err != nil {
 			t.Fatal(err)
 		}
