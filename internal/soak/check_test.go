@@ -139,6 +139,20 @@ func TestChecks(t *testing.T) {
 				s.Speed = 900
 			}
 		}), []string{"throughput held"}},
+		{"fast while the store fills", steady(func(i int, s *Sample) {
+			s.DBSize = int64(min(i, 40)) << 19 // full at 20 MiB from 40 s on
+			if i <= 40 {
+				s.Changes = int64(i) * 1300
+			} else {
+				s.Changes = 52_000 + int64(i-40)*1000
+			}
+		}), nil},
+		{"slows down once the store is full", steady(func(i int, s *Sample) {
+			s.DBSize = int64(min(i, 40)) << 19
+			if i > 70 {
+				s.Changes = 70_000 + int64(i-70)*750
+			}
+		}), []string{"throughput held"}},
 		{"slows down a little", steady(func(i int, s *Sample) {
 			if i > 90 {
 				s.Changes = 90_000 + int64(i-90)*950
