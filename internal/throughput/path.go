@@ -47,6 +47,8 @@ type CPU struct {
 	// ProfileSeconds is the CPU the profile sampled (warm-up and phase
 	// 2, and the server's stop).
 	ProfileSeconds float64 `json:"profile_seconds"`
+	// Machine is the whole machine over phase 2.
+	Machine Machine `json:"machine"`
 }
 
 // Component is one component's share of lucid serve's CPU.
@@ -334,6 +336,7 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 	}
 	pluginPID := srv.PluginPID()
 	serve0, plugin0, self0 := soak.CPU(srv.PID()), soak.CPU(pluginPID), selfCPU()
+	ticks0, cpus, ticksErr := readCPUTicks()
 	start := time.Now()
 	actions := make([]int, cfg.Clients)
 	loadErr := each(cfg.Clients, func(i int) error {
@@ -343,6 +346,9 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 	})
 	took := time.Since(start)
 	serve1, plugin1, self1 := soak.CPU(srv.PID()), soak.CPU(pluginPID), selfCPU()
+	if ticks1, _, err := readCPUTicks(); err == nil && ticksErr == nil {
+		rep.CPU.Machine = machineBetween(ticks0, ticks1, cpus)
+	}
 	if loadErr != nil {
 		return loadErr
 	}

@@ -117,6 +117,10 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "    %s\t%5.1f%%\t%6.1f µs\n", comp.Name, 100*comp.Share, comp.Us)
 	}
 	tw.Flush()
+	if m := c.Machine; m.Samples > 0 {
+		fmt.Fprintf(w, "  the machine (%d CPUs, all processes): %.0f%% busy (user %.0f%%, system %.0f%%, interrupts %.0f%%), %.0f%% idle, %.0f%% idle waiting on I/O, %.0f%% stolen\n",
+			m.CPUs, 100*m.Busy(), 100*m.User, 100*m.System, 100*m.IRQ, 100*m.Idle, 100*m.IOWait, 100*m.Stolen)
+	}
 	fmt.Fprintln(w)
 
 	cr := r.Create

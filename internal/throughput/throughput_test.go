@@ -7,6 +7,7 @@ import (
 	"math"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -66,6 +67,13 @@ func TestCommandEndToEnd(t *testing.T) {
 	if c.ServeUs <= 0 || c.PluginUs < 0 || c.LoadUs <= 0 || c.ProfileSeconds <= 0 {
 		t.Errorf("cpu %+v: want the server's and the load's CPU per change and a profile", c)
 	}
+	// The machine's split over the window: its CPUs (all the kernel
+	// counts, which a container's affinity may narrow for Go), some work,
+	// shares that add up.
+	if m := c.Machine; m.CPUs < runtime.NumCPU() || m.Samples == 0 || m.Busy() <= 0 ||
+		math.Abs(m.Busy()+m.Idle+m.IOWait+m.Stolen-1) > 1e-9 {
+		t.Errorf("machine %+v: want at least the %d CPUs Go sees, some work, and shares summing to 1", m, runtime.NumCPU())
+	}
 	var sum, sumUs float64
 	names := map[string]bool{}
 	for _, comp := range c.Components {
@@ -99,7 +107,7 @@ func TestCommandEndToEnd(t *testing.T) {
 	// The same report for people.
 	var out bytes.Buffer
 	r.Print(&out)
-	for _, want := range []string{"THROUGHPUT  3 clients", "1 raw etcd", "2 whole path", "× raw", "3 etcd per action", "4 CPU per status change", "5 create → ACTIVE", "6 listing 7 instances", "TARGET", "whole path / raw"} {
+	for _, want := range []string{"THROUGHPUT  3 clients", "1 raw etcd", "2 whole path", "× raw", "3 etcd per action", "4 CPU per status change", "the machine (", "5 create → ACTIVE", "6 listing 7 instances", "TARGET", "whole path / raw"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the printed report lacks %q:\n%s", want, out.String())
 		}
