@@ -21,6 +21,19 @@ func viewRec(id string, rev int64, inFlight bool) *store.Record {
 // instance: newer records replace, old news is ignored, and anything the
 // View cannot vouch for (gone, no record, unreadable) is dropped so that
 // a reader goes to etcd.
+// wantHeld fails unless v holds instance "a" at state revision rev, or,
+// for rev 0, holds no entry for it.
+func wantHeld(t *testing.T, v *store.View, rev int64) {
+	t.Helper()
+	got, ok := v.Get("a")
+	switch {
+	case rev == 0 && ok:
+		t.Fatalf("the View holds %+v, want no entry", got)
+	case rev != 0 && (!ok || got.StateRev != rev):
+		t.Fatalf("the View holds %+v (%v), want the record at %d", got, ok, rev)
+	}
+}
+
 func TestViewApply(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -45,13 +58,7 @@ func TestViewApply(t *testing.T) {
 				v.Reset([]store.Record{*tc.held})
 			}
 			v.Apply(tc.ev)
-			got, ok := v.Get("a")
-			switch {
-			case tc.wantRev == 0 && ok:
-				t.Fatalf("the View holds %+v, want no entry", got)
-			case tc.wantRev != 0 && (!ok || got.StateRev != tc.wantRev):
-				t.Fatalf("the View holds %+v (%v), want the record at %d", got, ok, tc.wantRev)
-			}
+			wantHeld(t, v, tc.wantRev)
 		})
 	}
 }
@@ -122,14 +129,8 @@ func TestViewAdvance(t *testing.T) {
 				v.Reset([]store.Record{*tc.held})
 			}
 			v.Advance(*tc.wrote)
-			got, ok := v.Get("a")
-			switch {
-			case tc.wantRev == 0 && ok:
-				t.Fatalf("the View holds %+v, want no entry", got)
-			case tc.wantRev != 0 && (!ok || got.StateRev != tc.wantRev):
-				t.Fatalf("the View holds %+v (%v), want the record at %d", got, ok, tc.wantRev)
-			}
-			if tc.name == "same revision" && got.Transition == nil {
+			wantHeld(t, v, tc.wantRev)
+			if got, _ := v.Get("a"); tc.name == "same revision" && got.Transition == nil {
 				t.Fatal("a write at the held revision replaced the entry")
 			}
 		})
