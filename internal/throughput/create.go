@@ -1,7 +1,6 @@
 package throughput
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -188,7 +187,7 @@ func listAPI(ctx context.Context, a *soak.API) (int, time.Duration, error) {
 			return n, took, fmt.Errorf("throughput: GET %s: %w", path, err)
 		}
 		if resp.StatusCode != http.StatusOK {
-			return n, took, &soak.CallError{Method: "GET", Path: path, Status: resp.StatusCode, Body: string(bytes.TrimSpace(b))}
+			return n, took, callError("GET", path, resp.StatusCode, b)
 		}
 		var out struct {
 			Servers []struct {

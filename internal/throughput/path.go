@@ -1,7 +1,6 @@
 package throughput
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,7 +103,7 @@ func waitIdle(ctx context.Context, a sender, id string, waits *int64) (idle, err
 			return idle{}, err
 		}
 		if code != http.StatusOK {
-			return idle{}, &soak.CallError{Method: "GET", Path: path, Status: code, Body: string(bytes.TrimSpace(b))}
+			return idle{}, callError("GET", path, code, b)
 		}
 		if err := json.Unmarshal(b, &out); err != nil {
 			return idle{}, fmt.Errorf("GET %s: decode answer: %w", path, err)
@@ -138,7 +137,7 @@ func create(ctx context.Context, a sender, name string, longPoll bool, waits *in
 		return "", 0, err
 	}
 	if code != http.StatusOK && code != http.StatusAccepted {
-		return "", 0, &soak.CallError{Method: "POST", Path: "/v2.1/servers", Status: code, Body: string(bytes.TrimSpace(b))}
+		return "", 0, callError("POST", "/v2.1/servers", code, b)
 	}
 	if err := json.Unmarshal(b, &out); err != nil {
 		return "", 0, fmt.Errorf("POST /v2.1/servers: decode answer: %w", err)
@@ -200,7 +199,7 @@ func (c *pathClient) send(ctx context.Context, id, body string) (idle, error) {
 		}
 		return out.Server, nil
 	case code != http.StatusAccepted:
-		return idle{}, &soak.CallError{Method: "POST", Path: path, Status: code, Body: string(bytes.TrimSpace(b))}
+		return idle{}, callError("POST", path, code, b)
 	}
 	return waitIdle(ctx, c.api, id, &c.waits)
 }

@@ -23,6 +23,12 @@ type sender interface {
 	Send(ctx context.Context, method, path, body string, header http.Header) (int, []byte, error)
 }
 
+// callError is the error for an answer with an unexpected status: what
+// was asked, the status and the answer's body.
+func callError(method, path string, status int, body []byte) error {
+	return &soak.CallError{Method: method, Path: path, Status: status, Body: string(bytes.TrimSpace(body))}
+}
+
 // Client values choose the path clients' HTTP client (Config.Client).
 const (
 	// ClientWire is a minimal HTTP/1.1 client: one keep-alive connection
