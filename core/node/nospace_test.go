@@ -30,18 +30,12 @@ func TestStoreFullIs503ThenRecovers(t *testing.T) {
 	ctx := context.Background()
 
 	// Fill most of the quota with the history of an instance deleted a
-	// minute ago, as a big deployment would: not due for a week. Stop
-	// 1.5 MiB short: etcd checks its quota against a size that lags by up
-	// to its 100 ms commit interval.
+	// minute ago, as a big deployment would: not due for a week. A fixed
+	// 13.2 MiB of records, not "until Space says so": etcd's size lags
+	// by up to its 100 ms commit interval, and on a fast machine such a
+	// loop overshot the quota.
 	seq := 0
-	for {
-		sp, err := n.Store.Space(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sp.Size >= 29<<19 {
-			break
-		}
+	for range 270 {
 		seq++
 		rec, _ := json.Marshal(map[string]any{"schema": 1, "seq": seq, "at": time.Now().UTC(), "to": "ACTIVE", "message": strings.Repeat("x", 50<<10)})
 		testenv.PutRaw(t, n.EtcdURL, fmt.Sprintf("/lucid/history/junk/%020d", seq), string(rec))
