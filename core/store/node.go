@@ -170,7 +170,7 @@ func (s *Store) Adopt(ctx context.Context, rec Record, node string, now time.Tim
 	).Commit()
 	if err != nil {
 		// The write that crosses the quota is applied, then refused.
-		landed, lerr := s.landed(ctx, []put{{tk, string(tb)}, {sk, string(sb)}})
+		landed, lerr := s.landed(ctx, []put{{tk, tb}, {sk, sb}})
 		if !isNoSpace(err) || lerr != nil || landed == 0 {
 			return Record{}, etcdErr("adopt "+rec.State.ID, err)
 		}

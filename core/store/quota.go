@@ -339,7 +339,7 @@ func (s *Store) commitTxn(ctx context.Context, guards []clientv3.Cmp, ops []op, 
 			return nil, fmt.Errorf("store: encode usage: %w", err)
 		}
 		cmps := append(guards[:len(guards):len(guards)], usageCmp)
-		resp, err := s.txn(ctx, cmps, append(ops[:len(ops):len(ops)], putOp(shard, string(b))), []op{usageGet})
+		resp, err := s.txn(ctx, cmps, append(ops[:len(ops):len(ops)], putOp(shard, b)), []op{usageGet})
 		if err != nil {
 			s.usage.forget(shard)
 			return resp, err

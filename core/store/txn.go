@@ -12,9 +12,11 @@ import (
 // transaction can go either through clientv3's builder or, on an
 // embedded member, straight to etcd's KV service (txn).
 type op struct {
-	kind   opKind
-	key    string
-	value  string
+	kind opKind
+	key  string
+	// value is a put's value. It is handed to etcd as it is, not copied:
+	// nothing may change it after the op is made.
+	value  []byte
 	prefix bool // get: every key under key
 }
 
@@ -26,13 +28,13 @@ const (
 	opGet
 )
 
-func putOp(key, value string) op { return op{kind: opPut, key: key, value: value} }
-func deleteOp(key string) op     { return op{kind: opDelete, key: key} }
+func putOp(key string, value []byte) op { return op{kind: opPut, key: key, value: value} }
+func deleteOp(key string) op            { return op{kind: opDelete, key: key} }
 
 func (o op) client() clientv3.Op {
 	switch o.kind {
 	case opPut:
-		return clientv3.OpPut(o.key, o.value)
+		return clientv3.OpPut(o.key, string(o.value))
 	case opDelete:
 		return clientv3.OpDelete(o.key)
 	}
@@ -45,7 +47,7 @@ func (o op) client() clientv3.Op {
 func (o op) request() *pb.RequestOp {
 	switch o.kind {
 	case opPut:
-		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(o.key), Value: []byte(o.value)}}}
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(o.key), Value: o.value}}}
 	case opDelete:
 		return &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte(o.key)}}}
 	}
