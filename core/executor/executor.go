@@ -373,7 +373,7 @@ func (e *Executor) work(ctx context.Context, id string, w *worker) {
 		e.mu.Lock()
 		w.running, w.cancel = rec.Transition.RequestID, cancel
 		e.mu.Unlock()
-		done, next := e.execute(rctx, rec)
+		done, next := e.execute(ctx, rctx, rec)
 		cancel()
 		if o := e.cfg.Observer; o != nil && next != nil && next.StateRev != 0 {
 			o.Wrote(*next)
@@ -442,7 +442,16 @@ func (e *Executor) restartClock(ctx context.Context, rec store.Record) (store.Re
 // failure recorded, or replaced by someone else), and the record as it
 // wrote it if it did; false means the outcome could not be written and
 // the caller should try again later.
-func (e *Executor) execute(ctx context.Context, rec store.Record) (bool, *store.Record) {
+//
+// stepCtx ends when the transition is replaced (dispatch) and stops the
+// driver's step; ctx ends only when the executor stops. The outcome is
+// written under ctx: once the step is over, the guard decides whether
+// its outcome still applies, and cancelling the write could not unwrite
+// it, only hide that it landed. That happened when the watch's echo of
+// the write (its transition gone) reached dispatch before the write's
+// own answer: the worker then never heard of its write, so neither did
+// the Observer (waiters answered late) nor the status-change metric.
+func (e *Executor) execute(ctx, stepCtx context.Context, rec store.Record) (bool, *store.Record) {
 	t := rec.Transition
 	id := rec.State.ID
 	log := e.logger.With("instance", id, "action", t.Action, "request_id", t.RequestID, "step", t.Step)
@@ -455,14 +464,14 @@ func (e *Executor) execute(ctx context.Context, rec store.Record) (bool, *store.
 	} else if d, ok := e.cfg.Drivers[rec.State.Driver]; !ok {
 		stepErr = fmt.Errorf("driver %q is not configured on node %s", rec.State.Driver, e.cfg.Node)
 	} else {
-		sctx, cancel := context.WithTimeout(ctx, e.stepTimeout(t.Action))
+		sctx, cancel := context.WithTimeout(stepCtx, e.stepTimeout(t.Action))
 		stepErr = e.run(sctx, d, op, rec, log)
 		cancel()
 	}
-	if ctx.Err() != nil {
+	if stepCtx.Err() != nil {
 		// Replaced by another transition, or the node is stopping: the
 		// record belongs to whoever replaced us; write nothing.
-		log.Info("executor: step interrupted", "err", ctx.Err())
+		log.Info("executor: step interrupted", "err", stepCtx.Err())
 		return true, nil
 	}
 	var ch lifecycle.Change

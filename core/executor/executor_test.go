@@ -19,6 +19,8 @@ import (
 	"github.com/lucid-project/lucid/core/store"
 	"github.com/lucid-project/lucid/internal/testenv"
 	"github.com/lucid-project/lucid/sdk/driver"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 var catalog = &lifecycle.Catalog{
@@ -39,11 +41,17 @@ type env struct {
 }
 
 func newEnv(t *testing.T, wrap func(driver.Driver) driver.Driver, obs executor.Observer) env {
+	return newEnvKV(t, wrap, obs, nil)
+}
+
+// newEnvKV is newEnv whose executor's etcd KV calls also go through
+// kv's wrapper (nil: none).
+func newEnvKV(t *testing.T, wrap func(driver.Driver) driver.Driver, obs executor.Observer, kv func(clientv3.KV) clientv3.KV) env {
 	t.Helper()
 	m := testenv.Etcd(t)
 	prefix := "/lucid-executor-test"
 	s := store.New(m.Client(), prefix)
-	exStore, reads := testenv.ReadCountingStore(t, m, prefix)
+	exStore, reads := testenv.ReadCountingStoreKV(t, m, prefix, kv)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -385,6 +393,123 @@ func TestHandedTransitionRunsOnce(t *testing.T) {
 	}
 	if got := e.reads.Load(); got != 1 {
 		t.Fatalf("the executor sent %d reads, want 1 (its startup list)", got)
+	}
+}
+
+// heldAnswers is an etcd KV whose transactions, while armed, are applied
+// at once but answered only when the test releases them (or when the
+// caller's context ends, as a real client does): the store has the write
+// and the watch brings it to the executor before the writer hears of it.
+type heldAnswers struct {
+	clientv3.KV
+	mu      sync.Mutex
+	armed   bool
+	landed  chan struct{}
+	release chan struct{}
+}
+
+func (h *heldAnswers) Txn(ctx context.Context) clientv3.Txn {
+	return heldTxn{Txn: h.KV.Txn(ctx), ctx: ctx, h: h}
+}
+
+func (h *heldAnswers) arm() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.armed = true
+}
+
+type heldTxn struct {
+	clientv3.Txn
+	ctx context.Context
+	h   *heldAnswers
+}
+
+func (t heldTxn) If(cs ...clientv3.Cmp) clientv3.Txn { return heldTxn{t.Txn.If(cs...), t.ctx, t.h} }
+func (t heldTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	return heldTxn{t.Txn.Then(ops...), t.ctx, t.h}
+}
+func (t heldTxn) Else(ops ...clientv3.Op) clientv3.Txn {
+	return heldTxn{t.Txn.Else(ops...), t.ctx, t.h}
+}
+
+func (t heldTxn) Commit() (*clientv3.TxnResponse, error) {
+	resp, err := t.Txn.Commit()
+	t.h.mu.Lock()
+	armed := t.h.armed
+	t.h.armed = false // one answer held
+	t.h.mu.Unlock()
+	if err != nil || !armed {
+		return resp, err
+	}
+	t.h.landed <- struct{}{}
+	select {
+	case <-t.h.release:
+		return resp, nil
+	case <-t.ctx.Done():
+		return nil, t.ctx.Err()
+	}
+}
+
+// echoes is an Observer that reports the watch's events and the
+// executor's own writes.
+type echoes struct {
+	events chan store.TransitionEvent
+	wrote  chan store.Record
+}
+
+func (o *echoes) Listed([]store.Record)            {}
+func (o *echoes) Observe(ev store.TransitionEvent) { o.events <- ev }
+func (o *echoes) Wrote(rec store.Record)           { o.wrote <- rec }
+
+// TestOutcomeLandsWhenItsEchoComesFirst holds the answer to a stop's
+// outcome write until the watch has brought that write back to the
+// executor. The echo (the transition gone) must not cancel the write that
+// caused it: the executor must still hear that its write landed and tell
+// its Observer, which is how this node's waiters learn of the outcome
+// ahead of the watch (and how the status-change metric counts it). Before
+// the outcome's write was taken out of the step's context, the echo
+// cancelled it and the write went unreported.
+func TestOutcomeLandsWhenItsEchoComesFirst(t *testing.T) {
+	h := &heldAnswers{landed: make(chan struct{}), release: make(chan struct{})}
+	o := &echoes{events: make(chan store.TransitionEvent, 64), wrote: make(chan store.Record, 64)}
+	e := newEnvKV(t, nil, o, func(kv clientv3.KV) clientv3.KV { h.KV = kv; return h })
+	id := e.create(t, "echo")
+	if rec, _ := e.settle(t, id); rec.Status() != instance.StatusActive {
+		t.Fatalf("created %s is %s, want ACTIVE", id, rec.Status())
+	}
+	h.arm()
+	e.begin(t, id, instance.ActionStop)
+	select {
+	case <-h.landed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stop's outcome was never written")
+	}
+	// The outcome is in etcd; its echo reaches dispatch while the writer
+	// still waits for its answer.
+	deadline := time.After(20 * time.Second)
+	for echoed := false; !echoed; {
+		select {
+		case ev := <-o.events:
+			echoed = ev.ID == id && ev.Transition == nil
+		case <-deadline:
+			t.Fatal("the watch never brought the stop's end")
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // dispatch runs right after Observe
+	close(h.release)
+	deadline = time.After(20 * time.Second)
+	for {
+		select {
+		case rec := <-o.wrote:
+			if rec.State.ID == id && rec.Status() == instance.StatusShutoff {
+				if final, _ := e.settle(t, id); final.Status() != instance.StatusShutoff {
+					t.Fatalf("after the stop %s is %s, want SHUTOFF", id, final.Status())
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the executor never reported its SHUTOFF write (its answer was held until the echo came); log:\n%s", e.logs.String())
+		}
 	}
 }
 

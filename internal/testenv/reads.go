@@ -22,11 +22,23 @@ import (
 // test ends.
 func ReadCountingStore(t testing.TB, m *embedded.Member, prefix string) (*store.Store, *atomic.Int64) {
 	t.Helper()
+	return ReadCountingStoreKV(t, m, prefix, nil)
+}
+
+// ReadCountingStoreKV is ReadCountingStore whose client's KV calls, after
+// being counted, go through what wrap makes of the client's KV (nil: the
+// KV itself): a test watches or delays the real calls, passing them on.
+func ReadCountingStoreKV(t testing.TB, m *embedded.Member, prefix string, wrap func(clientv3.KV) clientv3.KV) (*store.Store, *atomic.Int64) {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("testenv: etcd client: %v", err)
 	}
-	kv := &countingKV{KV: cli.KV}
+	inner := cli.KV
+	if wrap != nil {
+		inner = wrap(inner)
+	}
+	kv := &countingKV{KV: inner}
 	cli.KV = kv
 	s := store.New(cli, prefix)
 	t.Cleanup(func() { s.Close() })
