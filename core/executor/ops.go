@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/lucid-project/lucid/core/instance"
@@ -16,7 +15,7 @@ import (
 // plugin is being restarted) until ctx, bounded by the step timeout, ends.
 // Drivers are idempotent on the instance id, so running a step again after
 // a crash mid-call is safe. Any other error fails the step at once.
-func (e *Executor) run(ctx context.Context, d driver.Driver, op instance.Op, rec store.Record, log *slog.Logger) error {
+func (e *Executor) run(ctx context.Context, d driver.Driver, op instance.Op, rec store.Record, log *stepLog) error {
 	wait := 100 * time.Millisecond
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
@@ -24,7 +23,7 @@ func (e *Executor) run(ctx context.Context, d driver.Driver, op instance.Op, rec
 		if err == nil || !errors.Is(err, driver.ErrUnavailable) {
 			return err
 		}
-		log.Warn("executor: driver unavailable; retrying the step", "op", op, "attempt", attempt, "retry_in", wait, "err", err)
+		log.get().Warn("executor: driver unavailable; retrying the step", "op", op, "attempt", attempt, "retry_in", wait, "err", err)
 		if !sleep(ctx, wait) {
 			return fmt.Errorf("driver unavailable for %v (step timeout): %w", time.Since(start).Round(time.Millisecond), err)
 		}
