@@ -30,12 +30,21 @@ func TestStoreFullIs503ThenRecovers(t *testing.T) {
 	ctx := context.Background()
 
 	// Fill most of the quota with the history of an instance deleted a
-	// minute ago, as a big deployment would: not due for a week. A fixed
-	// 13.2 MiB of records, not "until Space says so": etcd's size lags
-	// by up to its 100 ms commit interval, and on a fast machine such a
-	// loop overshot the quota.
+	// minute ago, as a big deployment would: not due for a week. Stop at
+	// 14.5 MiB of file or 13.2 MiB of records, whichever comes first.
+	// The file is 5-40 % bigger than the records, more on a busy machine
+	// (where readers hold freed pages longer); and etcd's size lags by up
+	// to its 100 ms commit interval, so on a fast machine a loop that
+	// watched the size alone overshot the quota.
 	seq := 0
 	for range 270 {
+		sp, err := n.Store.Space(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp.Size >= 29<<19 {
+			break
+		}
 		seq++
 		rec, _ := json.Marshal(map[string]any{"schema": 1, "seq": seq, "at": time.Now().UTC(), "to": "ACTIVE", "message": strings.Repeat("x", 50<<10)})
 		testenv.PutRaw(t, n.EtcdURL, fmt.Sprintf("/lucid/history/junk/%020d", seq), string(rec))
