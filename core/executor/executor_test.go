@@ -396,20 +396,15 @@ func TestHandedTransitionRunsOnce(t *testing.T) {
 	}
 }
 
-// heldAnswers is an etcd KV whose transactions, while armed, are applied
-// at once but answered only when the test releases them (or when the
-// caller's context ends, as a real client does): the store has the write
-// and the watch brings it to the executor before the writer hears of it.
+// heldAnswers holds, once armed, the answer to the executor's next etcd
+// transaction: etcd has applied it, but the writer hears of it only when
+// the test releases it (or when its context ends, as a real client
+// does), so the watch brings the write to the executor first.
 type heldAnswers struct {
-	clientv3.KV
 	mu      sync.Mutex
 	armed   bool
 	landed  chan struct{}
 	release chan struct{}
-}
-
-func (h *heldAnswers) Txn(ctx context.Context) clientv3.Txn {
-	return heldTxn{Txn: h.KV.Txn(ctx), ctx: ctx, h: h}
 }
 
 func (h *heldAnswers) arm() {
@@ -418,35 +413,20 @@ func (h *heldAnswers) arm() {
 	h.armed = true
 }
 
-type heldTxn struct {
-	clientv3.Txn
-	ctx context.Context
-	h   *heldAnswers
-}
-
-func (t heldTxn) If(cs ...clientv3.Cmp) clientv3.Txn { return heldTxn{t.Txn.If(cs...), t.ctx, t.h} }
-func (t heldTxn) Then(ops ...clientv3.Op) clientv3.Txn {
-	return heldTxn{t.Txn.Then(ops...), t.ctx, t.h}
-}
-func (t heldTxn) Else(ops ...clientv3.Op) clientv3.Txn {
-	return heldTxn{t.Txn.Else(ops...), t.ctx, t.h}
-}
-
-func (t heldTxn) Commit() (*clientv3.TxnResponse, error) {
-	resp, err := t.Txn.Commit()
-	t.h.mu.Lock()
-	armed := t.h.armed
-	t.h.armed = false // one answer held
-	t.h.mu.Unlock()
+func (h *heldAnswers) after(ctx context.Context, resp *clientv3.TxnResponse, err error) (*clientv3.TxnResponse, error) {
+	h.mu.Lock()
+	armed := h.armed
+	h.armed = false // one answer held
+	h.mu.Unlock()
 	if err != nil || !armed {
 		return resp, err
 	}
-	t.h.landed <- struct{}{}
+	h.landed <- struct{}{}
 	select {
-	case <-t.h.release:
+	case <-h.release:
 		return resp, nil
-	case <-t.ctx.Done():
-		return nil, t.ctx.Err()
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
@@ -463,16 +443,18 @@ func (o *echoes) Wrote(rec store.Record)           { o.wrote <- rec }
 
 // TestOutcomeLandsWhenItsEchoComesFirst holds the answer to a stop's
 // outcome write until the watch has brought that write back to the
-// executor. The echo (the transition gone) must not cancel the write that
+// executor. The echo (the transition gone) must not hide the write that
 // caused it: the executor must still hear that its write landed and tell
 // its Observer, which is how this node's waiters learn of the outcome
-// ahead of the watch (and how the status-change metric counts it). Before
-// the outcome's write was taken out of the step's context, the echo
-// cancelled it and the write went unreported.
+// ahead of the watch (and how the status-change metric counts it). The
+// echo used to cancel the write's context, and the write went
+// unreported; now the outcome is written under the executor's context,
+// and a store commit whose context ends in flight finds out whether it
+// landed (core/store).
 func TestOutcomeLandsWhenItsEchoComesFirst(t *testing.T) {
 	h := &heldAnswers{landed: make(chan struct{}), release: make(chan struct{})}
 	o := &echoes{events: make(chan store.TransitionEvent, 64), wrote: make(chan store.Record, 64)}
-	e := newEnvKV(t, nil, o, func(kv clientv3.KV) clientv3.KV { h.KV = kv; return h })
+	e := newEnvKV(t, nil, o, func(kv clientv3.KV) clientv3.KV { return testenv.AfterTxn(kv, h.after) })
 	id := e.create(t, "echo")
 	if rec, _ := e.settle(t, id); rec.Status() != instance.StatusActive {
 		t.Fatalf("created %s is %s, want ACTIVE", id, rec.Status())

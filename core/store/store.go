@@ -337,6 +337,21 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 			return Record{}, etcdErr("commit "+ch.ID, err)
 		}
 		rev = landed
+	case ctx.Err() != nil:
+		// The caller's context ended while the transaction was in
+		// flight (a client that hung up, a step that was replaced):
+		// etcd may have applied it all the same, and cancelling cannot
+		// undo that. Find out, rather than report a change that was
+		// made as not made, which would hide it from the caller's
+		// metrics and hand-off while the watch carried it to everyone
+		// else.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), landedCheckTimeout)
+		landed, lerr := s.landed(lctx, puts)
+		cancel()
+		if lerr != nil || landed == 0 {
+			return Record{}, etcdErr("commit "+ch.ID, err)
+		}
+		rev = landed
 	default:
 		return Record{}, etcdErr("commit "+ch.ID, err)
 	}
@@ -359,6 +374,10 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 	s.keepWritten(rev, ch.ID, wroteState, stBytes, next.Transition, tBytes)
 	return next, nil
 }
+
+// landedCheckTimeout bounds the read that tells whether a commit whose
+// context ended in flight was applied.
+const landedCheckTimeout = 2 * time.Second
 
 // put is one key a transaction writes, and its value.
 type put struct {

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/store"
@@ -434,4 +437,60 @@ func TestLeadElection(t *testing.T) {
 	}, "leader never became %s", second.who)
 	cancel()
 	wg.Wait()
+}
+
+// A commit whose context ends while its transaction is in flight (a
+// client that hung up, a replaced step) tells whether etcd applied it,
+// instead of reporting a change that was made as not made.
+func TestCommitWhoseContextEndsInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		applied bool // etcd applied the write before the context ended
+	}{
+		{"ended after etcd applied it", true},
+		{"ended before it was sent", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var armed atomic.Bool
+			s, _ := testenv.ReadCountingStoreKV(t, testenv.Etcd(t), "/lucid", func(kv clientv3.KV) clientv3.KV {
+				return testenv.AfterTxn(kv, func(ctx context.Context, resp *clientv3.TxnResponse, err error) (*clientv3.TxnResponse, error) {
+					if !armed.CompareAndSwap(true, false) || err != nil {
+						return resp, err // not the commit under test, or it failed anyway
+					}
+					cancel() // the answer is lost: the caller sees only its context end
+					return nil, ctx.Err()
+				})
+			})
+			rec := create(t, s, "a")
+			st := rec.State
+			st.VMState, st.UpdatedAt = instance.Active, time.Now().UTC()
+			ch := store.Change{ID: "a", State: &st, History: &instance.HistoryRecord{At: st.UpdatedAt, From: instance.StatusBuild, To: instance.StatusActive, Cause: instance.CauseDriver}}
+			armed.Store(true)
+			if !tc.applied {
+				cancel()
+			}
+			next, err := s.Commit(ctx, rec, ch)
+			got, gerr := s.Get(context.Background(), "a")
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			if tc.applied {
+				if err != nil {
+					t.Fatalf("Commit = %v; the write was applied, want it reported", err)
+				}
+				if next.StateRev != got.StateRev || got.Status() != instance.StatusActive || next.Transition != nil {
+					t.Fatalf("Commit reported %+v (status %s), etcd holds %+v (status %s)", next, next.Status(), got, got.Status())
+				}
+				return
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Commit = %v, want context.Canceled", err)
+			}
+			if got.StateRev != rec.StateRev || got.Status() != instance.StatusBuild {
+				t.Fatalf("etcd holds %+v (status %s), want the create's record unchanged", got, got.Status())
+			}
+		})
+	}
 }

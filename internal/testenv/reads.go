@@ -62,3 +62,43 @@ func (k *countingKV) Do(ctx context.Context, op clientv3.Op) (clientv3.OpRespons
 	}
 	return k.KV.Do(ctx, op)
 }
+
+// AfterTxn wraps kv so that every transaction's Commit, once etcd has
+// answered, hands its context and answer to after, whose result the
+// caller gets: a test holds or loses the answer to a write that etcd
+// applied, as a slow or cancelled client would.
+func AfterTxn(kv clientv3.KV, after func(ctx context.Context, resp *clientv3.TxnResponse, err error) (*clientv3.TxnResponse, error)) clientv3.KV {
+	return &afterKV{KV: kv, after: after}
+}
+
+type afterKV struct {
+	clientv3.KV
+	after func(context.Context, *clientv3.TxnResponse, error) (*clientv3.TxnResponse, error)
+}
+
+func (k *afterKV) Txn(ctx context.Context) clientv3.Txn {
+	return afterTxn{Txn: k.KV.Txn(ctx), ctx: ctx, after: k.after}
+}
+
+type afterTxn struct {
+	clientv3.Txn
+	ctx   context.Context
+	after func(context.Context, *clientv3.TxnResponse, error) (*clientv3.TxnResponse, error)
+}
+
+func (t afterTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	return afterTxn{t.Txn.If(cs...), t.ctx, t.after}
+}
+
+func (t afterTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	return afterTxn{t.Txn.Then(ops...), t.ctx, t.after}
+}
+
+func (t afterTxn) Else(ops ...clientv3.Op) clientv3.Txn {
+	return afterTxn{t.Txn.Else(ops...), t.ctx, t.after}
+}
+
+func (t afterTxn) Commit() (*clientv3.TxnResponse, error) {
+	resp, err := t.Txn.Commit()
+	return t.after(t.ctx, resp, err)
+}
