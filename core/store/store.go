@@ -232,6 +232,9 @@ type Change struct {
 // refused: this Lucid never writes over what it cannot read. A change
 // that deletes the instance also writes deleted/<id>, for retention
 // (PruneHistory). When etcd is out of space the error wraps ErrNoSpace.
+// When ctx ends while the transaction is in flight, or etcd answers
+// NOSPACE, Commit reads whether the write landed all the same and, if it
+// did, reports it as made: an error means it was not.
 func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, error) {
 	if ch.ID == "" {
 		return Record{}, fmt.Errorf("store: commit without an instance id")
