@@ -234,7 +234,8 @@ type Change struct {
 // (PruneHistory). When etcd is out of space the error wraps ErrNoSpace.
 // When ctx ends while the transaction is in flight, or etcd answers
 // NOSPACE, Commit reads whether the write landed all the same and, if it
-// did, reports it as made: an error means it was not.
+// did, reports it as made. (If that read fails too, the error leaves it
+// open; the watch will tell.)
 func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, error) {
 	if ch.ID == "" {
 		return Record{}, fmt.Errorf("store: commit without an instance id")
