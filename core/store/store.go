@@ -333,25 +333,22 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 		return Record{}, fmt.Errorf("%w: instance %s", ErrStale, ch.ID)
 	case err == nil:
 		rev = resp.Header.Revision
-	case isNoSpace(err):
-		// etcd applies the write that crosses the quota and only then
-		// answers NOSPACE: find out whether this one was it.
-		landed, lerr := s.landed(ctx, puts)
-		if lerr != nil || landed == 0 {
-			return Record{}, etcdErr("commit "+ch.ID, err)
-		}
-		rev = landed
-	case ctx.Err() != nil:
-		// The caller's context ended while the transaction was in
-		// flight (a client that hung up, a step that was replaced):
-		// etcd may have applied it all the same, and cancelling cannot
-		// undo that. Find out, rather than report a change that was
+	case isNoSpace(err), ctx.Err() != nil:
+		// The write may have been applied all the same: etcd applies the
+		// write that crosses the quota and only then answers NOSPACE;
+		// and when the caller's context ended in flight (a client that
+		// hung up, a step that was replaced), cancelling cannot undo what
+		// etcd received. Find out, rather than report a change that was
 		// made as not made, which would hide it from the caller's
 		// metrics and hand-off while the watch carried it to everyone
-		// else.
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), landedCheckTimeout)
+		// else. An ended context gets a bounded read of its own.
+		lctx := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			lctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), landedCheckTimeout)
+			defer cancel()
+		}
 		landed, lerr := s.landed(lctx, puts)
-		cancel()
 		if lerr != nil || landed == 0 {
 			return Record{}, etcdErr("commit "+ch.ID, err)
 		}
