@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"google.golang.org/grpc"
 
@@ -23,9 +24,20 @@ import (
 // plugin lacks, or one to a plugin built before the method existed,
 // returns an error wrapping ErrUnsupported.
 //
-// Client does not own the connection; whoever dialed it closes it.
+// The instance calls (Spawn through RevertResize, and Inspect) travel on
+// one long-lived Calls stream, opened at the first of them, when the
+// plugin serves it; with a plugin built before it existed they are unary
+// RPCs, with the same errors either way.
+//
+// Client does not own the connection; whoever dialed it closes it, which
+// also ends the Calls stream.
 type Client struct {
-	rpc driverpb.DriverClient
+	rpc     driverpb.DriverClient
+	opening chan struct{} // holds the right to open a Calls stream
+
+	mu    sync.Mutex
+	calls *callStream // nil until opened, or after it broke
+	unary bool        // the plugin does not serve Calls
 }
 
 var (
@@ -39,7 +51,7 @@ var (
 // NewClient returns a Client using cc. Hosts normally get one from
 // go-plugin by dispensing PluginName instead.
 func NewClient(cc grpc.ClientConnInterface) *Client {
-	return &Client{rpc: driverpb.NewDriverClient(cc)}
+	return &Client{rpc: driverpb.NewDriverClient(cc), opening: make(chan struct{}, 1)}
 }
 
 // Info implements Driver.
@@ -59,19 +71,37 @@ func (c *Client) Configure(ctx context.Context, config []byte) error {
 
 // Spawn implements Driver.
 func (c *Client) Spawn(ctx context.Context, spec Spec) error {
-	_, err := c.rpc.Spawn(ctx, specToPB(spec))
+	req := specToPB(spec)
+	if cs := c.stream(ctx); cs != nil {
+		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_Spawn{Spawn: req}})
+		return err
+	}
+	_, err := c.rpc.Spawn(ctx, req)
 	return fromStatus(err)
 }
 
 // Destroy implements Driver.
 func (c *Client) Destroy(ctx context.Context, id string) error {
-	_, err := c.rpc.Destroy(ctx, &driverpb.DestroyRequest{Id: id})
+	req := &driverpb.DestroyRequest{Id: id}
+	if cs := c.stream(ctx); cs != nil {
+		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_Destroy{Destroy: req}})
+		return err
+	}
+	_, err := c.rpc.Destroy(ctx, req)
 	return fromStatus(err)
 }
 
 // Inspect implements Driver.
 func (c *Client) Inspect(ctx context.Context, id string) (Instance, error) {
-	resp, err := c.rpc.Inspect(ctx, &driverpb.InspectRequest{Id: id})
+	req := &driverpb.InspectRequest{Id: id}
+	if cs := c.stream(ctx); cs != nil {
+		reply, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_Inspect{Inspect: req}})
+		if err != nil {
+			return Instance{}, err
+		}
+		return instanceFromPB(reply.GetInspect().GetInstance()), nil
+	}
+	resp, err := c.rpc.Inspect(ctx, req)
 	if err != nil {
 		return Instance{}, fromStatus(err)
 	}
@@ -93,19 +123,34 @@ func (c *Client) List(ctx context.Context) ([]Instance, error) {
 
 // PowerOff implements Driver.
 func (c *Client) PowerOff(ctx context.Context, id string) error {
-	_, err := c.rpc.PowerOff(ctx, &driverpb.PowerOffRequest{Id: id})
+	req := &driverpb.PowerOffRequest{Id: id}
+	if cs := c.stream(ctx); cs != nil {
+		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_PowerOff{PowerOff: req}})
+		return err
+	}
+	_, err := c.rpc.PowerOff(ctx, req)
 	return fromStatus(err)
 }
 
 // PowerOn implements Driver.
 func (c *Client) PowerOn(ctx context.Context, id string) error {
-	_, err := c.rpc.PowerOn(ctx, &driverpb.PowerOnRequest{Id: id})
+	req := &driverpb.PowerOnRequest{Id: id}
+	if cs := c.stream(ctx); cs != nil {
+		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_PowerOn{PowerOn: req}})
+		return err
+	}
+	_, err := c.rpc.PowerOn(ctx, req)
 	return fromStatus(err)
 }
 
 // Reboot implements Driver.
 func (c *Client) Reboot(ctx context.Context, id string, hard bool) error {
-	_, err := c.rpc.Reboot(ctx, &driverpb.RebootRequest{Id: id, Hard: hard})
+	req := &driverpb.RebootRequest{Id: id, Hard: hard}
+	if cs := c.stream(ctx); cs != nil {
+		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_Reboot{Reboot: req}})
+		return err
+	}
+	_, err := c.rpc.Reboot(ctx, req)
 	return fromStatus(err)
 }
 
@@ -114,7 +159,12 @@ func (c *Client) Forwards() {}
 
 // Rebuild implements Rebuilder.
 func (c *Client) Rebuild(ctx context.Context, id string, image Image) error {
-	_, err := c.rpc.Rebuild(ctx, &driverpb.RebuildRequest{Id: id, Image: imageToPB(image)})
+	req := &driverpb.RebuildRequest{Id: id, Image: imageToPB(image)}
+	if cs := c.stream(ctx); cs != nil {
+		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_Rebuild{Rebuild: req}})
+		return err
+	}
+	_, err := c.rpc.Rebuild(ctx, req)
 	return fromStatus(err)
 }
 
@@ -125,20 +175,75 @@ func (c *Client) Resize(ctx context.Context, id string, step ResizeStep, flavor 
 	if err != nil {
 		return fmt.Errorf("resize %s: %w", id, err)
 	}
-	_, err = c.rpc.Resize(ctx, &driverpb.ResizeRequest{Id: id, Step: pbStep, Flavor: flavorToPB(flavor)})
+	req := &driverpb.ResizeRequest{Id: id, Step: pbStep, Flavor: flavorToPB(flavor)}
+	if cs := c.stream(ctx); cs != nil {
+		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_Resize{Resize: req}})
+		return err
+	}
+	_, err = c.rpc.Resize(ctx, req)
 	return fromStatus(err)
 }
 
 // ConfirmResize implements Resizer.
 func (c *Client) ConfirmResize(ctx context.Context, id string) error {
-	_, err := c.rpc.ConfirmResize(ctx, &driverpb.ConfirmResizeRequest{Id: id})
+	req := &driverpb.ConfirmResizeRequest{Id: id}
+	if cs := c.stream(ctx); cs != nil {
+		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_ConfirmResize{ConfirmResize: req}})
+		return err
+	}
+	_, err := c.rpc.ConfirmResize(ctx, req)
 	return fromStatus(err)
 }
 
 // RevertResize implements Resizer.
 func (c *Client) RevertResize(ctx context.Context, id string, old Flavor) error {
-	_, err := c.rpc.RevertResize(ctx, &driverpb.RevertResizeRequest{Id: id, Old: flavorToPB(old)})
+	req := &driverpb.RevertResizeRequest{Id: id, Old: flavorToPB(old)}
+	if cs := c.stream(ctx); cs != nil {
+		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_RevertResize{RevertResize: req}})
+		return err
+	}
+	_, err := c.rpc.RevertResize(ctx, req)
 	return fromStatus(err)
+}
+
+// stream returns the Calls stream, opening one if there is none or the
+// last one broke, or nil when the call should be a unary RPC: the plugin
+// does not serve Calls, or the stream could not be opened now (the unary
+// call then meets the same trouble and reports it as it always has).
+// Opening waits for the plugin's ready header, one round trip, once per
+// stream; other callers meanwhile wait for it or for their ctx.
+func (c *Client) stream(ctx context.Context) *callStream {
+	if cs, decided := c.current(); decided {
+		return cs
+	}
+	select {
+	case c.opening <- struct{}{}:
+		defer func() { <-c.opening }()
+	case <-ctx.Done():
+		return nil // the unary call reports ctx's end
+	}
+	if cs, decided := c.current(); decided { // another caller opened one
+		return cs
+	}
+	cs, err := openCalls(ctx, c.rpc)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls, c.unary = cs, errors.Is(err, errCallsUnserved)
+	return cs
+}
+
+// current returns the live Calls stream, or nil when calls are unary;
+// decided is false when a stream must be opened first.
+func (c *Client) current() (cs *callStream, decided bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.unary:
+		return nil, true
+	case c.calls != nil && !c.calls.isBroken():
+		return c.calls, true
+	}
+	return nil, false
 }
 
 // eventBuffer is how many received events Client.Events holds for a slow

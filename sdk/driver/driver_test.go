@@ -20,9 +20,11 @@ import (
 // serve runs d behind a real gRPC server on a unix socket, the way a plugin
 // does, and returns the host-side client. go-plugin itself is exercised by
 // core/driver's tests, which launch a real plugin process.
-func serve(t *testing.T, d driver.Driver) driver.Driver {
+//
+// opts configure the plugin's gRPC server, e.g. one of transports.
+func serve(t *testing.T, d driver.Driver, opts ...grpc.ServerOption) driver.Driver {
 	t.Helper()
-	raw, err := (&driver.GRPCPlugin{}).GRPCClient(context.Background(), nil, dial(t, d))
+	raw, err := (&driver.GRPCPlugin{}).GRPCClient(context.Background(), nil, dial(t, d, opts...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,13 +32,21 @@ func serve(t *testing.T, d driver.Driver) driver.Driver {
 }
 
 // dial serves d on a unix socket and returns a connection to it.
-func dial(t *testing.T, d driver.Driver) *grpc.ClientConn {
+func dial(t *testing.T, d driver.Driver, opts ...grpc.ServerOption) *grpc.ClientConn {
+	t.Helper()
+	cc, _ := dialServer(t, d, opts...)
+	return cc
+}
+
+// dialServer is dial that also returns the plugin's gRPC server, for a
+// test that stops it.
+func dialServer(t *testing.T, d driver.Driver, opts ...grpc.ServerOption) (*grpc.ClientConn, *grpc.Server) {
 	t.Helper()
 	lis, err := net.Listen("unix", filepath.Join(t.TempDir(), "sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	if err := (&driver.GRPCPlugin{Impl: d}).GRPCServer(nil, srv); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +58,7 @@ func dial(t *testing.T, d driver.Driver) *grpc.ClientConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return cc
+	return cc, srv
 }
 
 // failing is a driver whose every method fails with err.
@@ -80,30 +90,32 @@ func TestErrorsCrossTheWire(t *testing.T) {
 		{"other", errors.New("disk full"), nil, codes.Unknown},
 	}
 	sentinels := []error{driver.ErrNotFound, driver.ErrInvalidConfig, driver.ErrUnsupported, context.Canceled, context.DeadlineExceeded}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := serve(t, failing{err: tt.err})
-			ctx := context.Background()
-			_, infoErr := d.Info(ctx)
-			_, inspectErr := d.Inspect(ctx, "x")
-			_, listErr := d.List(ctx)
-			for _, err := range []error{
-				infoErr, d.Configure(ctx, nil), d.Spawn(ctx, driver.Spec{ID: "x"}), d.Destroy(ctx, "x"),
-				inspectErr, listErr, d.PowerOff(ctx, "x"), d.PowerOn(ctx, "x"), d.Reboot(ctx, "x", true),
-			} {
-				if err == nil || err.Error() != tt.err.Error() {
-					t.Fatalf("err = %v, want message %q", err, tt.err)
-				}
-				if got := status.Code(err); got != tt.wantCode {
-					t.Errorf("status.Code(%v) = %v, want %v", err, got, tt.wantCode)
-				}
-				for _, s := range sentinels {
-					if got, want := errors.Is(err, s), s == tt.wantIs; got != want {
-						t.Errorf("errors.Is(%v, %v) = %v, want %v", err, s, got, want)
+	for _, tr := range transports {
+		for _, tt := range tests {
+			t.Run(tr.name+"/"+tt.name, func(t *testing.T) {
+				d := serve(t, failing{err: tt.err}, tr.opts...)
+				ctx := context.Background()
+				_, infoErr := d.Info(ctx)
+				_, inspectErr := d.Inspect(ctx, "x")
+				_, listErr := d.List(ctx)
+				for _, err := range []error{
+					infoErr, d.Configure(ctx, nil), d.Spawn(ctx, driver.Spec{ID: "x"}), d.Destroy(ctx, "x"),
+					inspectErr, listErr, d.PowerOff(ctx, "x"), d.PowerOn(ctx, "x"), d.Reboot(ctx, "x", true),
+				} {
+					if err == nil || err.Error() != tt.err.Error() {
+						t.Fatalf("err = %v, want message %q", err, tt.err)
+					}
+					if got := status.Code(err); got != tt.wantCode {
+						t.Errorf("status.Code(%v) = %v, want %v", err, got, tt.wantCode)
+					}
+					for _, s := range sentinels {
+						if got, want := errors.Is(err, s), s == tt.wantIs; got != want {
+							t.Errorf("errors.Is(%v, %v) = %v, want %v", err, s, got, want)
+						}
 					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -123,30 +135,32 @@ func (b blocking) Spawn(ctx context.Context, _ driver.Spec) error {
 }
 
 func TestCancelReachesPlugin(t *testing.T) {
-	b := blocking{started: make(chan struct{}), done: make(chan error, 1)}
-	d := serve(t, b)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- d.Spawn(ctx, driver.Spec{ID: "x"}) }()
+	onEachTransport(t, func(t *testing.T, opts ...grpc.ServerOption) {
+		b := blocking{started: make(chan struct{}), done: make(chan error, 1)}
+		d := serve(t, b, opts...)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- d.Spawn(ctx, driver.Spec{ID: "x"}) }()
 
-	<-b.started
-	cancel()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("host Spawn err = %v, want context.Canceled", err)
+		<-b.started
+		cancel()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("host Spawn err = %v, want context.Canceled", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("host Spawn did not return after cancel")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("host Spawn did not return after cancel")
-	}
-	select {
-	case err := <-b.done:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("plugin ctx ended with %v, want context.Canceled", err)
+		select {
+		case err := <-b.done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("plugin ctx ended with %v, want context.Canceled", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("plugin Spawn ctx was not cancelled")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("plugin Spawn ctx was not cancelled")
-	}
+	})
 }
 
 // powers reports every power state through Inspect and List.
@@ -167,25 +181,27 @@ func (powers) List(context.Context) ([]driver.Instance, error) {
 }
 
 func TestPowerStatesRoundTrip(t *testing.T) {
-	d := serve(t, powers{})
-	ctx := context.Background()
-	for _, p := range allPowers {
-		got, err := d.Inspect(ctx, string(p))
-		if err != nil || got.Power != p {
-			t.Errorf("Inspect(%s) = %+v, %v; want power %s", p, got, err, p)
+	onEachTransport(t, func(t *testing.T, opts ...grpc.ServerOption) {
+		d := serve(t, powers{}, opts...)
+		ctx := context.Background()
+		for _, p := range allPowers {
+			got, err := d.Inspect(ctx, string(p))
+			if err != nil || got.Power != p {
+				t.Errorf("Inspect(%s) = %+v, %v; want power %s", p, got, err, p)
+			}
 		}
-	}
-	got, err := d.Inspect(ctx, "no-such-state")
-	if err != nil || got.Power != driver.PowerNoState {
-		t.Errorf("Inspect of an unknown state = %+v, %v; want nostate", got, err)
-	}
-	list, err := d.List(ctx)
-	if err != nil || len(list) != len(allPowers) {
-		t.Fatalf("List = %v, %v", list, err)
-	}
-	for i, in := range list {
-		if in.Power != allPowers[i] {
-			t.Errorf("List[%d] = %+v, want power %s", i, in, allPowers[i])
+		got, err := d.Inspect(ctx, "no-such-state")
+		if err != nil || got.Power != driver.PowerNoState {
+			t.Errorf("Inspect of an unknown state = %+v, %v; want nostate", got, err)
 		}
-	}
+		list, err := d.List(ctx)
+		if err != nil || len(list) != len(allPowers) {
+			t.Fatalf("List = %v, %v", list, err)
+		}
+		for i, in := range list {
+			if in.Power != allPowers[i] {
+				t.Errorf("List[%d] = %+v, want power %s", i, in, allPowers[i])
+			}
+		}
+	})
 }

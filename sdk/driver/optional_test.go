@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/lucid-project/lucid/sdk/driver"
 	"github.com/lucid-project/lucid/sdk/driver/driverpb"
 )
@@ -74,41 +76,43 @@ var flavor = driver.Flavor{Name: "m1.large", VCPUs: 4, RAMMB: 8192, DiskGB: 80}
 var image = driver.Image{ID: "img-1", Name: "cirros", Source: "/srv/images/cirros.qcow2", DiskFormat: "qcow2"}
 
 func TestOptionalCallsCrossTheWire(t *testing.T) {
-	f := &full{}
-	d := serve(t, f)
-	ctx := context.Background()
-	spec := driver.Spec{ID: "a", Name: "web", Flavor: flavor, Image: image}
-	for _, err := range []error{
-		d.Spawn(ctx, spec),
-		d.(driver.Rebuilder).Rebuild(ctx, "a", image),
-		d.(driver.Resizer).Resize(ctx, "a", driver.ResizeQueue, flavor),
-		d.(driver.Resizer).Resize(ctx, "a", driver.ResizePrepare, flavor),
-		d.(driver.Resizer).Resize(ctx, "a", driver.ResizeFinish, flavor),
-		d.(driver.Resizer).ConfirmResize(ctx, "a"),
-		d.(driver.Resizer).RevertResize(ctx, "a", flavor),
-	} {
-		if err != nil {
-			t.Fatal(err)
+	onEachTransport(t, func(t *testing.T, opts ...grpc.ServerOption) {
+		f := &full{}
+		d := serve(t, f, opts...)
+		ctx := context.Background()
+		spec := driver.Spec{ID: "a", Name: "web", Flavor: flavor, Image: image}
+		for _, err := range []error{
+			d.Spawn(ctx, spec),
+			d.(driver.Rebuilder).Rebuild(ctx, "a", image),
+			d.(driver.Resizer).Resize(ctx, "a", driver.ResizeQueue, flavor),
+			d.(driver.Resizer).Resize(ctx, "a", driver.ResizePrepare, flavor),
+			d.(driver.Resizer).Resize(ctx, "a", driver.ResizeFinish, flavor),
+			d.(driver.Resizer).ConfirmResize(ctx, "a"),
+			d.(driver.Resizer).RevertResize(ctx, "a", flavor),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	want := []string{
-		fmt.Sprintf("Spawn %+v", spec),
-		fmt.Sprintf("Rebuild a %+v", image),
-		fmt.Sprintf("Resize a queue %+v", flavor),
-		fmt.Sprintf("Resize a prepare %+v", flavor),
-		fmt.Sprintf("Resize a finish %+v", flavor),
-		"ConfirmResize a",
-		fmt.Sprintf("RevertResize a %+v", flavor),
-	}
-	if !reflect.DeepEqual(f.calls, want) {
-		t.Errorf("the driver got\n%q\nwant\n%q", f.calls, want)
-	}
+		want := []string{
+			fmt.Sprintf("Spawn %+v", spec),
+			fmt.Sprintf("Rebuild a %+v", image),
+			fmt.Sprintf("Resize a queue %+v", flavor),
+			fmt.Sprintf("Resize a prepare %+v", flavor),
+			fmt.Sprintf("Resize a finish %+v", flavor),
+			"ConfirmResize a",
+			fmt.Sprintf("RevertResize a %+v", flavor),
+		}
+		if !reflect.DeepEqual(f.calls, want) {
+			t.Errorf("the driver got\n%q\nwant\n%q", f.calls, want)
+		}
 
-	// A step the SDK does not define is refused on the host side.
-	err := d.(driver.Resizer).Resize(ctx, "a", "shrink", flavor)
-	if !errors.Is(err, driver.ErrUnsupported) || len(f.calls) != len(want) {
-		t.Errorf("Resize(step shrink) = %v (calls %d), want ErrUnsupported and no call", err, len(f.calls))
-	}
+		// A step the SDK does not define is refused on the host side.
+		err := d.(driver.Resizer).Resize(ctx, "a", "shrink", flavor)
+		if !errors.Is(err, driver.ErrUnsupported) || len(f.calls) != len(want) {
+			t.Errorf("Resize(step shrink) = %v (calls %d), want ErrUnsupported and no call", err, len(f.calls))
+		}
+	})
 }
 
 // TestSpawnFromAnOlderHost: a host built before SpawnRequest carried the
@@ -127,32 +131,34 @@ func TestSpawnFromAnOlderHost(t *testing.T) {
 }
 
 func TestOptionalErrorsCrossTheWire(t *testing.T) {
-	ctx := context.Background()
-	tests := []struct {
-		name   string
-		d      driver.Driver
-		wantIs error
-	}{
-		{"driver without the interfaces", failing{err: errors.New("unused")}, driver.ErrUnsupported},
-		{"driver says not found", &full{failing: failing{err: fmt.Errorf("vm a: %w", driver.ErrNotFound)}}, driver.ErrNotFound},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := serve(t, tt.d)
-			_, evErr := d.(driver.EventSource).Events(ctx)
-			for name, err := range map[string]error{
-				"Rebuild":       d.(driver.Rebuilder).Rebuild(ctx, "a", image),
-				"Resize":        d.(driver.Resizer).Resize(ctx, "a", driver.ResizePrepare, flavor),
-				"ConfirmResize": d.(driver.Resizer).ConfirmResize(ctx, "a"),
-				"RevertResize":  d.(driver.Resizer).RevertResize(ctx, "a", flavor),
-				"Events":        evErr,
-			} {
-				if !errors.Is(err, tt.wantIs) {
-					t.Errorf("%s: err = %v, want errors.Is %v", name, err, tt.wantIs)
+	onEachTransport(t, func(t *testing.T, opts ...grpc.ServerOption) {
+		ctx := context.Background()
+		tests := []struct {
+			name   string
+			d      driver.Driver
+			wantIs error
+		}{
+			{"driver without the interfaces", failing{err: errors.New("unused")}, driver.ErrUnsupported},
+			{"driver says not found", &full{failing: failing{err: fmt.Errorf("vm a: %w", driver.ErrNotFound)}}, driver.ErrNotFound},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				d := serve(t, tt.d, opts...)
+				_, evErr := d.(driver.EventSource).Events(ctx)
+				for name, err := range map[string]error{
+					"Rebuild":       d.(driver.Rebuilder).Rebuild(ctx, "a", image),
+					"Resize":        d.(driver.Resizer).Resize(ctx, "a", driver.ResizePrepare, flavor),
+					"ConfirmResize": d.(driver.Resizer).ConfirmResize(ctx, "a"),
+					"RevertResize":  d.(driver.Resizer).RevertResize(ctx, "a", flavor),
+					"Events":        evErr,
+				} {
+					if !errors.Is(err, tt.wantIs) {
+						t.Errorf("%s: err = %v, want errors.Is %v", name, err, tt.wantIs)
+					}
 				}
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
 func TestInfoReportsCapabilities(t *testing.T) {

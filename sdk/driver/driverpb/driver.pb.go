@@ -191,6 +191,363 @@ func (EventKind) EnumDescriptor() ([]byte, []int) {
 	return file_driver_proto_rawDescGZIP(), []int{2}
 }
 
+// Call is one call on the Calls stream, or the cancellation of one.
+type Call struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the call on its stream; the host does not reuse an id while
+	// its call is in flight.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// timeout_ns is how long the host waits for the call (its deadline, as
+	// nanoseconds from when the host sent it); 0 means no deadline.
+	TimeoutNs int64 `protobuf:"varint,2,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*Call_Cancel
+	//	*Call_Spawn
+	//	*Call_Destroy
+	//	*Call_Inspect
+	//	*Call_PowerOff
+	//	*Call_PowerOn
+	//	*Call_Reboot
+	//	*Call_Rebuild
+	//	*Call_Resize
+	//	*Call_ConfirmResize
+	//	*Call_RevertResize
+	Request       isCall_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Call) Reset() {
+	*x = Call{}
+	mi := &file_driver_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Call) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Call) ProtoMessage() {}
+
+func (x *Call) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Call.ProtoReflect.Descriptor instead.
+func (*Call) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Call) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Call) GetTimeoutNs() int64 {
+	if x != nil {
+		return x.TimeoutNs
+	}
+	return 0
+}
+
+func (x *Call) GetRequest() isCall_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *Call) GetCancel() *CancelCall {
+	if x != nil {
+		if x, ok := x.Request.(*Call_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetSpawn() *SpawnRequest {
+	if x != nil {
+		if x, ok := x.Request.(*Call_Spawn); ok {
+			return x.Spawn
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetDestroy() *DestroyRequest {
+	if x != nil {
+		if x, ok := x.Request.(*Call_Destroy); ok {
+			return x.Destroy
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetInspect() *InspectRequest {
+	if x != nil {
+		if x, ok := x.Request.(*Call_Inspect); ok {
+			return x.Inspect
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetPowerOff() *PowerOffRequest {
+	if x != nil {
+		if x, ok := x.Request.(*Call_PowerOff); ok {
+			return x.PowerOff
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetPowerOn() *PowerOnRequest {
+	if x != nil {
+		if x, ok := x.Request.(*Call_PowerOn); ok {
+			return x.PowerOn
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetReboot() *RebootRequest {
+	if x != nil {
+		if x, ok := x.Request.(*Call_Reboot); ok {
+			return x.Reboot
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetRebuild() *RebuildRequest {
+	if x != nil {
+		if x, ok := x.Request.(*Call_Rebuild); ok {
+			return x.Rebuild
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetResize() *ResizeRequest {
+	if x != nil {
+		if x, ok := x.Request.(*Call_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetConfirmResize() *ConfirmResizeRequest {
+	if x != nil {
+		if x, ok := x.Request.(*Call_ConfirmResize); ok {
+			return x.ConfirmResize
+		}
+	}
+	return nil
+}
+
+func (x *Call) GetRevertResize() *RevertResizeRequest {
+	if x != nil {
+		if x, ok := x.Request.(*Call_RevertResize); ok {
+			return x.RevertResize
+		}
+	}
+	return nil
+}
+
+type isCall_Request interface {
+	isCall_Request()
+}
+
+type Call_Cancel struct {
+	// cancel ends call id: its context is cancelled. The host no longer
+	// waits for that call's reply, which the plugin still sends.
+	Cancel *CancelCall `protobuf:"bytes,3,opt,name=cancel,proto3,oneof"`
+}
+
+type Call_Spawn struct {
+	Spawn *SpawnRequest `protobuf:"bytes,10,opt,name=spawn,proto3,oneof"`
+}
+
+type Call_Destroy struct {
+	Destroy *DestroyRequest `protobuf:"bytes,11,opt,name=destroy,proto3,oneof"`
+}
+
+type Call_Inspect struct {
+	Inspect *InspectRequest `protobuf:"bytes,12,opt,name=inspect,proto3,oneof"`
+}
+
+type Call_PowerOff struct {
+	PowerOff *PowerOffRequest `protobuf:"bytes,13,opt,name=power_off,json=powerOff,proto3,oneof"`
+}
+
+type Call_PowerOn struct {
+	PowerOn *PowerOnRequest `protobuf:"bytes,14,opt,name=power_on,json=powerOn,proto3,oneof"`
+}
+
+type Call_Reboot struct {
+	Reboot *RebootRequest `protobuf:"bytes,15,opt,name=reboot,proto3,oneof"`
+}
+
+type Call_Rebuild struct {
+	Rebuild *RebuildRequest `protobuf:"bytes,16,opt,name=rebuild,proto3,oneof"`
+}
+
+type Call_Resize struct {
+	Resize *ResizeRequest `protobuf:"bytes,17,opt,name=resize,proto3,oneof"`
+}
+
+type Call_ConfirmResize struct {
+	ConfirmResize *ConfirmResizeRequest `protobuf:"bytes,18,opt,name=confirm_resize,json=confirmResize,proto3,oneof"`
+}
+
+type Call_RevertResize struct {
+	RevertResize *RevertResizeRequest `protobuf:"bytes,19,opt,name=revert_resize,json=revertResize,proto3,oneof"`
+}
+
+func (*Call_Cancel) isCall_Request() {}
+
+func (*Call_Spawn) isCall_Request() {}
+
+func (*Call_Destroy) isCall_Request() {}
+
+func (*Call_Inspect) isCall_Request() {}
+
+func (*Call_PowerOff) isCall_Request() {}
+
+func (*Call_PowerOn) isCall_Request() {}
+
+func (*Call_Reboot) isCall_Request() {}
+
+func (*Call_Rebuild) isCall_Request() {}
+
+func (*Call_Resize) isCall_Request() {}
+
+func (*Call_ConfirmResize) isCall_Request() {}
+
+func (*Call_RevertResize) isCall_Request() {}
+
+type CancelCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelCall) Reset() {
+	*x = CancelCall{}
+	mi := &file_driver_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelCall) ProtoMessage() {}
+
+func (x *CancelCall) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelCall.ProtoReflect.Descriptor instead.
+func (*CancelCall) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{1}
+}
+
+// Reply ends the call with the same id. code and message are the gRPC
+// status the unary RPC would have ended with (0, OK, on success); a
+// request the plugin does not know (from a newer host) gets UNIMPLEMENTED.
+type Reply struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Code    int32                  `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Message string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// inspect is the answer to a successful Inspect call.
+	Inspect       *InspectResponse `protobuf:"bytes,4,opt,name=inspect,proto3" json:"inspect,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reply) Reset() {
+	*x = Reply{}
+	mi := &file_driver_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reply) ProtoMessage() {}
+
+func (x *Reply) ProtoReflect() protoreflect.Message {
+	mi := &file_driver_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reply.ProtoReflect.Descriptor instead.
+func (*Reply) Descriptor() ([]byte, []int) {
+	return file_driver_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Reply) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Reply) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *Reply) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Reply) GetInspect() *InspectResponse {
+	if x != nil {
+		return x.Inspect
+	}
+	return nil
+}
+
 type Instance struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -201,7 +558,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_driver_proto_msgTypes[0]
+	mi := &file_driver_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +570,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[0]
+	mi := &file_driver_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +583,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{0}
+	return file_driver_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Instance) GetId() string {
@@ -251,7 +608,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_driver_proto_msgTypes[1]
+	mi := &file_driver_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +620,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[1]
+	mi := &file_driver_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +633,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{1}
+	return file_driver_proto_rawDescGZIP(), []int{4}
 }
 
 type InfoResponse struct {
@@ -290,7 +647,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_driver_proto_msgTypes[2]
+	mi := &file_driver_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +659,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[2]
+	mi := &file_driver_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +672,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{2}
+	return file_driver_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *InfoResponse) GetName() string {
@@ -349,7 +706,7 @@ type ConfigureRequest struct {
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_driver_proto_msgTypes[3]
+	mi := &file_driver_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +718,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[3]
+	mi := &file_driver_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +731,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{3}
+	return file_driver_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConfigureRequest) GetConfig() []byte {
@@ -392,7 +749,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_driver_proto_msgTypes[4]
+	mi := &file_driver_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +761,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[4]
+	mi := &file_driver_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +774,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{4}
+	return file_driver_proto_rawDescGZIP(), []int{7}
 }
 
 // Flavor is an instance's size, resolved from the operator's catalog.
@@ -433,7 +790,7 @@ type Flavor struct {
 
 func (x *Flavor) Reset() {
 	*x = Flavor{}
-	mi := &file_driver_proto_msgTypes[5]
+	mi := &file_driver_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +802,7 @@ func (x *Flavor) String() string {
 func (*Flavor) ProtoMessage() {}
 
 func (x *Flavor) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[5]
+	mi := &file_driver_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +815,7 @@ func (x *Flavor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Flavor.ProtoReflect.Descriptor instead.
 func (*Flavor) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{5}
+	return file_driver_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Flavor) GetName() string {
@@ -502,7 +859,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_driver_proto_msgTypes[6]
+	mi := &file_driver_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +871,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[6]
+	mi := &file_driver_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +884,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{6}
+	return file_driver_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Image) GetId() string {
@@ -576,7 +933,7 @@ type SpawnRequest struct {
 
 func (x *SpawnRequest) Reset() {
 	*x = SpawnRequest{}
-	mi := &file_driver_proto_msgTypes[7]
+	mi := &file_driver_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +945,7 @@ func (x *SpawnRequest) String() string {
 func (*SpawnRequest) ProtoMessage() {}
 
 func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[7]
+	mi := &file_driver_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +958,7 @@ func (x *SpawnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnRequest.ProtoReflect.Descriptor instead.
 func (*SpawnRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{7}
+	return file_driver_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SpawnRequest) GetId() string {
@@ -654,7 +1011,7 @@ type SpawnResponse struct {
 
 func (x *SpawnResponse) Reset() {
 	*x = SpawnResponse{}
-	mi := &file_driver_proto_msgTypes[8]
+	mi := &file_driver_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +1023,7 @@ func (x *SpawnResponse) String() string {
 func (*SpawnResponse) ProtoMessage() {}
 
 func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[8]
+	mi := &file_driver_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +1036,7 @@ func (x *SpawnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpawnResponse.ProtoReflect.Descriptor instead.
 func (*SpawnResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{8}
+	return file_driver_proto_rawDescGZIP(), []int{11}
 }
 
 type DestroyRequest struct {
@@ -691,7 +1048,7 @@ type DestroyRequest struct {
 
 func (x *DestroyRequest) Reset() {
 	*x = DestroyRequest{}
-	mi := &file_driver_proto_msgTypes[9]
+	mi := &file_driver_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +1060,7 @@ func (x *DestroyRequest) String() string {
 func (*DestroyRequest) ProtoMessage() {}
 
 func (x *DestroyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[9]
+	mi := &file_driver_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +1073,7 @@ func (x *DestroyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyRequest.ProtoReflect.Descriptor instead.
 func (*DestroyRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{9}
+	return file_driver_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DestroyRequest) GetId() string {
@@ -734,7 +1091,7 @@ type DestroyResponse struct {
 
 func (x *DestroyResponse) Reset() {
 	*x = DestroyResponse{}
-	mi := &file_driver_proto_msgTypes[10]
+	mi := &file_driver_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +1103,7 @@ func (x *DestroyResponse) String() string {
 func (*DestroyResponse) ProtoMessage() {}
 
 func (x *DestroyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[10]
+	mi := &file_driver_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +1116,7 @@ func (x *DestroyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyResponse.ProtoReflect.Descriptor instead.
 func (*DestroyResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{10}
+	return file_driver_proto_rawDescGZIP(), []int{13}
 }
 
 type InspectRequest struct {
@@ -771,7 +1128,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_driver_proto_msgTypes[11]
+	mi := &file_driver_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +1140,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[11]
+	mi := &file_driver_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +1153,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{11}
+	return file_driver_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InspectRequest) GetId() string {
@@ -815,7 +1172,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_driver_proto_msgTypes[12]
+	mi := &file_driver_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +1184,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[12]
+	mi := &file_driver_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +1197,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{12}
+	return file_driver_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InspectResponse) GetInstance() *Instance {
@@ -858,7 +1215,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_driver_proto_msgTypes[13]
+	mi := &file_driver_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +1227,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[13]
+	mi := &file_driver_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1240,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{13}
+	return file_driver_proto_rawDescGZIP(), []int{16}
 }
 
 type ListResponse struct {
@@ -895,7 +1252,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_driver_proto_msgTypes[14]
+	mi := &file_driver_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1264,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[14]
+	mi := &file_driver_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1277,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{14}
+	return file_driver_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListResponse) GetInstances() []*Instance {
@@ -939,7 +1296,7 @@ type PowerOffRequest struct {
 
 func (x *PowerOffRequest) Reset() {
 	*x = PowerOffRequest{}
-	mi := &file_driver_proto_msgTypes[15]
+	mi := &file_driver_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1308,7 @@ func (x *PowerOffRequest) String() string {
 func (*PowerOffRequest) ProtoMessage() {}
 
 func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[15]
+	mi := &file_driver_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1321,7 @@ func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffRequest.ProtoReflect.Descriptor instead.
 func (*PowerOffRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{15}
+	return file_driver_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PowerOffRequest) GetId() string {
@@ -982,7 +1339,7 @@ type PowerOffResponse struct {
 
 func (x *PowerOffResponse) Reset() {
 	*x = PowerOffResponse{}
-	mi := &file_driver_proto_msgTypes[16]
+	mi := &file_driver_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1351,7 @@ func (x *PowerOffResponse) String() string {
 func (*PowerOffResponse) ProtoMessage() {}
 
 func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[16]
+	mi := &file_driver_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1364,7 @@ func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffResponse.ProtoReflect.Descriptor instead.
 func (*PowerOffResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{16}
+	return file_driver_proto_rawDescGZIP(), []int{19}
 }
 
 type PowerOnRequest struct {
@@ -1019,7 +1376,7 @@ type PowerOnRequest struct {
 
 func (x *PowerOnRequest) Reset() {
 	*x = PowerOnRequest{}
-	mi := &file_driver_proto_msgTypes[17]
+	mi := &file_driver_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1388,7 @@ func (x *PowerOnRequest) String() string {
 func (*PowerOnRequest) ProtoMessage() {}
 
 func (x *PowerOnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[17]
+	mi := &file_driver_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1401,7 @@ func (x *PowerOnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOnRequest.ProtoReflect.Descriptor instead.
 func (*PowerOnRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{17}
+	return file_driver_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PowerOnRequest) GetId() string {
@@ -1062,7 +1419,7 @@ type PowerOnResponse struct {
 
 func (x *PowerOnResponse) Reset() {
 	*x = PowerOnResponse{}
-	mi := &file_driver_proto_msgTypes[18]
+	mi := &file_driver_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1431,7 @@ func (x *PowerOnResponse) String() string {
 func (*PowerOnResponse) ProtoMessage() {}
 
 func (x *PowerOnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[18]
+	mi := &file_driver_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1444,7 @@ func (x *PowerOnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOnResponse.ProtoReflect.Descriptor instead.
 func (*PowerOnResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{18}
+	return file_driver_proto_rawDescGZIP(), []int{21}
 }
 
 type RebootRequest struct {
@@ -1100,7 +1457,7 @@ type RebootRequest struct {
 
 func (x *RebootRequest) Reset() {
 	*x = RebootRequest{}
-	mi := &file_driver_proto_msgTypes[19]
+	mi := &file_driver_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1469,7 @@ func (x *RebootRequest) String() string {
 func (*RebootRequest) ProtoMessage() {}
 
 func (x *RebootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[19]
+	mi := &file_driver_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1482,7 @@ func (x *RebootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebootRequest.ProtoReflect.Descriptor instead.
 func (*RebootRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{19}
+	return file_driver_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RebootRequest) GetId() string {
@@ -1150,7 +1507,7 @@ type RebootResponse struct {
 
 func (x *RebootResponse) Reset() {
 	*x = RebootResponse{}
-	mi := &file_driver_proto_msgTypes[20]
+	mi := &file_driver_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1519,7 @@ func (x *RebootResponse) String() string {
 func (*RebootResponse) ProtoMessage() {}
 
 func (x *RebootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[20]
+	mi := &file_driver_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1532,7 @@ func (x *RebootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebootResponse.ProtoReflect.Descriptor instead.
 func (*RebootResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{20}
+	return file_driver_proto_rawDescGZIP(), []int{23}
 }
 
 type RebuildRequest struct {
@@ -1188,7 +1545,7 @@ type RebuildRequest struct {
 
 func (x *RebuildRequest) Reset() {
 	*x = RebuildRequest{}
-	mi := &file_driver_proto_msgTypes[21]
+	mi := &file_driver_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1557,7 @@ func (x *RebuildRequest) String() string {
 func (*RebuildRequest) ProtoMessage() {}
 
 func (x *RebuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[21]
+	mi := &file_driver_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1570,7 @@ func (x *RebuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildRequest.ProtoReflect.Descriptor instead.
 func (*RebuildRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{21}
+	return file_driver_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RebuildRequest) GetId() string {
@@ -1238,7 +1595,7 @@ type RebuildResponse struct {
 
 func (x *RebuildResponse) Reset() {
 	*x = RebuildResponse{}
-	mi := &file_driver_proto_msgTypes[22]
+	mi := &file_driver_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1607,7 @@ func (x *RebuildResponse) String() string {
 func (*RebuildResponse) ProtoMessage() {}
 
 func (x *RebuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[22]
+	mi := &file_driver_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1620,7 @@ func (x *RebuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildResponse.ProtoReflect.Descriptor instead.
 func (*RebuildResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{22}
+	return file_driver_proto_rawDescGZIP(), []int{25}
 }
 
 type ResizeRequest struct {
@@ -1277,7 +1634,7 @@ type ResizeRequest struct {
 
 func (x *ResizeRequest) Reset() {
 	*x = ResizeRequest{}
-	mi := &file_driver_proto_msgTypes[23]
+	mi := &file_driver_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1646,7 @@ func (x *ResizeRequest) String() string {
 func (*ResizeRequest) ProtoMessage() {}
 
 func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[23]
+	mi := &file_driver_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1659,7 @@ func (x *ResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeRequest.ProtoReflect.Descriptor instead.
 func (*ResizeRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{23}
+	return file_driver_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ResizeRequest) GetId() string {
@@ -1334,7 +1691,7 @@ type ResizeResponse struct {
 
 func (x *ResizeResponse) Reset() {
 	*x = ResizeResponse{}
-	mi := &file_driver_proto_msgTypes[24]
+	mi := &file_driver_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1703,7 @@ func (x *ResizeResponse) String() string {
 func (*ResizeResponse) ProtoMessage() {}
 
 func (x *ResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[24]
+	mi := &file_driver_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1716,7 @@ func (x *ResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeResponse.ProtoReflect.Descriptor instead.
 func (*ResizeResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{24}
+	return file_driver_proto_rawDescGZIP(), []int{27}
 }
 
 type ConfirmResizeRequest struct {
@@ -1371,7 +1728,7 @@ type ConfirmResizeRequest struct {
 
 func (x *ConfirmResizeRequest) Reset() {
 	*x = ConfirmResizeRequest{}
-	mi := &file_driver_proto_msgTypes[25]
+	mi := &file_driver_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1740,7 @@ func (x *ConfirmResizeRequest) String() string {
 func (*ConfirmResizeRequest) ProtoMessage() {}
 
 func (x *ConfirmResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[25]
+	mi := &file_driver_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1753,7 @@ func (x *ConfirmResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmResizeRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmResizeRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{25}
+	return file_driver_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ConfirmResizeRequest) GetId() string {
@@ -1414,7 +1771,7 @@ type ConfirmResizeResponse struct {
 
 func (x *ConfirmResizeResponse) Reset() {
 	*x = ConfirmResizeResponse{}
-	mi := &file_driver_proto_msgTypes[26]
+	mi := &file_driver_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1783,7 @@ func (x *ConfirmResizeResponse) String() string {
 func (*ConfirmResizeResponse) ProtoMessage() {}
 
 func (x *ConfirmResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[26]
+	mi := &file_driver_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1796,7 @@ func (x *ConfirmResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmResizeResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmResizeResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{26}
+	return file_driver_proto_rawDescGZIP(), []int{29}
 }
 
 type RevertResizeRequest struct {
@@ -1453,7 +1810,7 @@ type RevertResizeRequest struct {
 
 func (x *RevertResizeRequest) Reset() {
 	*x = RevertResizeRequest{}
-	mi := &file_driver_proto_msgTypes[27]
+	mi := &file_driver_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1822,7 @@ func (x *RevertResizeRequest) String() string {
 func (*RevertResizeRequest) ProtoMessage() {}
 
 func (x *RevertResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[27]
+	mi := &file_driver_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1835,7 @@ func (x *RevertResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertResizeRequest.ProtoReflect.Descriptor instead.
 func (*RevertResizeRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{27}
+	return file_driver_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevertResizeRequest) GetId() string {
@@ -1503,7 +1860,7 @@ type RevertResizeResponse struct {
 
 func (x *RevertResizeResponse) Reset() {
 	*x = RevertResizeResponse{}
-	mi := &file_driver_proto_msgTypes[28]
+	mi := &file_driver_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1872,7 @@ func (x *RevertResizeResponse) String() string {
 func (*RevertResizeResponse) ProtoMessage() {}
 
 func (x *RevertResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[28]
+	mi := &file_driver_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1885,7 @@ func (x *RevertResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertResizeResponse.ProtoReflect.Descriptor instead.
 func (*RevertResizeResponse) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{28}
+	return file_driver_proto_rawDescGZIP(), []int{31}
 }
 
 type EventsRequest struct {
@@ -1539,7 +1896,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_driver_proto_msgTypes[29]
+	mi := &file_driver_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1908,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[29]
+	mi := &file_driver_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1921,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{29}
+	return file_driver_proto_rawDescGZIP(), []int{32}
 }
 
 type Event struct {
@@ -1579,7 +1936,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_driver_proto_msgTypes[30]
+	mi := &file_driver_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +1948,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_driver_proto_msgTypes[30]
+	mi := &file_driver_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +1961,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_driver_proto_rawDescGZIP(), []int{30}
+	return file_driver_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Event) GetKind() EventKind {
@@ -1639,7 +1996,31 @@ var File_driver_proto protoreflect.FileDescriptor
 
 const file_driver_proto_rawDesc = "" +
 	"\n" +
-	"\fdriver.proto\x12\x0flucid.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"M\n" +
+	"\fdriver.proto\x12\x0flucid.driver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x05\n" +
+	"\x04Call\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"timeout_ns\x18\x02 \x01(\x03R\ttimeoutNs\x125\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x1b.lucid.driver.v1.CancelCallH\x00R\x06cancel\x125\n" +
+	"\x05spawn\x18\n" +
+	" \x01(\v2\x1d.lucid.driver.v1.SpawnRequestH\x00R\x05spawn\x12;\n" +
+	"\adestroy\x18\v \x01(\v2\x1f.lucid.driver.v1.DestroyRequestH\x00R\adestroy\x12;\n" +
+	"\ainspect\x18\f \x01(\v2\x1f.lucid.driver.v1.InspectRequestH\x00R\ainspect\x12?\n" +
+	"\tpower_off\x18\r \x01(\v2 .lucid.driver.v1.PowerOffRequestH\x00R\bpowerOff\x12<\n" +
+	"\bpower_on\x18\x0e \x01(\v2\x1f.lucid.driver.v1.PowerOnRequestH\x00R\apowerOn\x128\n" +
+	"\x06reboot\x18\x0f \x01(\v2\x1e.lucid.driver.v1.RebootRequestH\x00R\x06reboot\x12;\n" +
+	"\arebuild\x18\x10 \x01(\v2\x1f.lucid.driver.v1.RebuildRequestH\x00R\arebuild\x128\n" +
+	"\x06resize\x18\x11 \x01(\v2\x1e.lucid.driver.v1.ResizeRequestH\x00R\x06resize\x12N\n" +
+	"\x0econfirm_resize\x18\x12 \x01(\v2%.lucid.driver.v1.ConfirmResizeRequestH\x00R\rconfirmResize\x12K\n" +
+	"\rrevert_resize\x18\x13 \x01(\v2$.lucid.driver.v1.RevertResizeRequestH\x00R\frevertResizeB\t\n" +
+	"\arequest\"\f\n" +
+	"\n" +
+	"CancelCall\"\x81\x01\n" +
+	"\x05Reply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12:\n" +
+	"\ainspect\x18\x04 \x01(\v2 .lucid.driver.v1.InspectResponseR\ainspect\"M\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\x05power\x18\x02 \x01(\x0e2\x1b.lucid.driver.v1.PowerStateR\x05power\"\r\n" +
@@ -1731,7 +2112,7 @@ const file_driver_proto_rawDesc = "" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10EVENT_KIND_POWER\x10\x01\x12\x17\n" +
 	"\x13EVENT_KIND_VANISHED\x10\x02\x12\x17\n" +
-	"\x13EVENT_KIND_APPEARED\x10\x032\xce\b\n" +
+	"\x13EVENT_KIND_APPEARED\x10\x032\x8a\t\n" +
 	"\x06Driver\x12C\n" +
 	"\x04Info\x12\x1c.lucid.driver.v1.InfoRequest\x1a\x1d.lucid.driver.v1.InfoResponse\x12R\n" +
 	"\tConfigure\x12!.lucid.driver.v1.ConfigureRequest\x1a\".lucid.driver.v1.ConfigureResponse\x12F\n" +
@@ -1746,7 +2127,8 @@ const file_driver_proto_rawDesc = "" +
 	"\x06Resize\x12\x1e.lucid.driver.v1.ResizeRequest\x1a\x1f.lucid.driver.v1.ResizeResponse\x12^\n" +
 	"\rConfirmResize\x12%.lucid.driver.v1.ConfirmResizeRequest\x1a&.lucid.driver.v1.ConfirmResizeResponse\x12[\n" +
 	"\fRevertResize\x12$.lucid.driver.v1.RevertResizeRequest\x1a%.lucid.driver.v1.RevertResizeResponse\x12B\n" +
-	"\x06Events\x12\x1e.lucid.driver.v1.EventsRequest\x1a\x16.lucid.driver.v1.Event0\x01B4Z2github.com/lucid-project/lucid/sdk/driver/driverpbb\x06proto3"
+	"\x06Events\x12\x1e.lucid.driver.v1.EventsRequest\x1a\x16.lucid.driver.v1.Event0\x01\x12:\n" +
+	"\x05Calls\x12\x15.lucid.driver.v1.Call\x1a\x16.lucid.driver.v1.Reply(\x010\x01B4Z2github.com/lucid-project/lucid/sdk/driver/driverpbb\x06proto3"
 
 var (
 	file_driver_proto_rawDescOnce sync.Once
@@ -1761,90 +2143,107 @@ func file_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_driver_proto_goTypes = []any{
 	(PowerState)(0),               // 0: lucid.driver.v1.PowerState
 	(ResizeStep)(0),               // 1: lucid.driver.v1.ResizeStep
 	(EventKind)(0),                // 2: lucid.driver.v1.EventKind
-	(*Instance)(nil),              // 3: lucid.driver.v1.Instance
-	(*InfoRequest)(nil),           // 4: lucid.driver.v1.InfoRequest
-	(*InfoResponse)(nil),          // 5: lucid.driver.v1.InfoResponse
-	(*ConfigureRequest)(nil),      // 6: lucid.driver.v1.ConfigureRequest
-	(*ConfigureResponse)(nil),     // 7: lucid.driver.v1.ConfigureResponse
-	(*Flavor)(nil),                // 8: lucid.driver.v1.Flavor
-	(*Image)(nil),                 // 9: lucid.driver.v1.Image
-	(*SpawnRequest)(nil),          // 10: lucid.driver.v1.SpawnRequest
-	(*SpawnResponse)(nil),         // 11: lucid.driver.v1.SpawnResponse
-	(*DestroyRequest)(nil),        // 12: lucid.driver.v1.DestroyRequest
-	(*DestroyResponse)(nil),       // 13: lucid.driver.v1.DestroyResponse
-	(*InspectRequest)(nil),        // 14: lucid.driver.v1.InspectRequest
-	(*InspectResponse)(nil),       // 15: lucid.driver.v1.InspectResponse
-	(*ListRequest)(nil),           // 16: lucid.driver.v1.ListRequest
-	(*ListResponse)(nil),          // 17: lucid.driver.v1.ListResponse
-	(*PowerOffRequest)(nil),       // 18: lucid.driver.v1.PowerOffRequest
-	(*PowerOffResponse)(nil),      // 19: lucid.driver.v1.PowerOffResponse
-	(*PowerOnRequest)(nil),        // 20: lucid.driver.v1.PowerOnRequest
-	(*PowerOnResponse)(nil),       // 21: lucid.driver.v1.PowerOnResponse
-	(*RebootRequest)(nil),         // 22: lucid.driver.v1.RebootRequest
-	(*RebootResponse)(nil),        // 23: lucid.driver.v1.RebootResponse
-	(*RebuildRequest)(nil),        // 24: lucid.driver.v1.RebuildRequest
-	(*RebuildResponse)(nil),       // 25: lucid.driver.v1.RebuildResponse
-	(*ResizeRequest)(nil),         // 26: lucid.driver.v1.ResizeRequest
-	(*ResizeResponse)(nil),        // 27: lucid.driver.v1.ResizeResponse
-	(*ConfirmResizeRequest)(nil),  // 28: lucid.driver.v1.ConfirmResizeRequest
-	(*ConfirmResizeResponse)(nil), // 29: lucid.driver.v1.ConfirmResizeResponse
-	(*RevertResizeRequest)(nil),   // 30: lucid.driver.v1.RevertResizeRequest
-	(*RevertResizeResponse)(nil),  // 31: lucid.driver.v1.RevertResizeResponse
-	(*EventsRequest)(nil),         // 32: lucid.driver.v1.EventsRequest
-	(*Event)(nil),                 // 33: lucid.driver.v1.Event
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
+	(*Call)(nil),                  // 3: lucid.driver.v1.Call
+	(*CancelCall)(nil),            // 4: lucid.driver.v1.CancelCall
+	(*Reply)(nil),                 // 5: lucid.driver.v1.Reply
+	(*Instance)(nil),              // 6: lucid.driver.v1.Instance
+	(*InfoRequest)(nil),           // 7: lucid.driver.v1.InfoRequest
+	(*InfoResponse)(nil),          // 8: lucid.driver.v1.InfoResponse
+	(*ConfigureRequest)(nil),      // 9: lucid.driver.v1.ConfigureRequest
+	(*ConfigureResponse)(nil),     // 10: lucid.driver.v1.ConfigureResponse
+	(*Flavor)(nil),                // 11: lucid.driver.v1.Flavor
+	(*Image)(nil),                 // 12: lucid.driver.v1.Image
+	(*SpawnRequest)(nil),          // 13: lucid.driver.v1.SpawnRequest
+	(*SpawnResponse)(nil),         // 14: lucid.driver.v1.SpawnResponse
+	(*DestroyRequest)(nil),        // 15: lucid.driver.v1.DestroyRequest
+	(*DestroyResponse)(nil),       // 16: lucid.driver.v1.DestroyResponse
+	(*InspectRequest)(nil),        // 17: lucid.driver.v1.InspectRequest
+	(*InspectResponse)(nil),       // 18: lucid.driver.v1.InspectResponse
+	(*ListRequest)(nil),           // 19: lucid.driver.v1.ListRequest
+	(*ListResponse)(nil),          // 20: lucid.driver.v1.ListResponse
+	(*PowerOffRequest)(nil),       // 21: lucid.driver.v1.PowerOffRequest
+	(*PowerOffResponse)(nil),      // 22: lucid.driver.v1.PowerOffResponse
+	(*PowerOnRequest)(nil),        // 23: lucid.driver.v1.PowerOnRequest
+	(*PowerOnResponse)(nil),       // 24: lucid.driver.v1.PowerOnResponse
+	(*RebootRequest)(nil),         // 25: lucid.driver.v1.RebootRequest
+	(*RebootResponse)(nil),        // 26: lucid.driver.v1.RebootResponse
+	(*RebuildRequest)(nil),        // 27: lucid.driver.v1.RebuildRequest
+	(*RebuildResponse)(nil),       // 28: lucid.driver.v1.RebuildResponse
+	(*ResizeRequest)(nil),         // 29: lucid.driver.v1.ResizeRequest
+	(*ResizeResponse)(nil),        // 30: lucid.driver.v1.ResizeResponse
+	(*ConfirmResizeRequest)(nil),  // 31: lucid.driver.v1.ConfirmResizeRequest
+	(*ConfirmResizeResponse)(nil), // 32: lucid.driver.v1.ConfirmResizeResponse
+	(*RevertResizeRequest)(nil),   // 33: lucid.driver.v1.RevertResizeRequest
+	(*RevertResizeResponse)(nil),  // 34: lucid.driver.v1.RevertResizeResponse
+	(*EventsRequest)(nil),         // 35: lucid.driver.v1.EventsRequest
+	(*Event)(nil),                 // 36: lucid.driver.v1.Event
+	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
 }
 var file_driver_proto_depIdxs = []int32{
-	0,  // 0: lucid.driver.v1.Instance.power:type_name -> lucid.driver.v1.PowerState
-	8,  // 1: lucid.driver.v1.SpawnRequest.flavor:type_name -> lucid.driver.v1.Flavor
-	9,  // 2: lucid.driver.v1.SpawnRequest.image:type_name -> lucid.driver.v1.Image
-	3,  // 3: lucid.driver.v1.InspectResponse.instance:type_name -> lucid.driver.v1.Instance
-	3,  // 4: lucid.driver.v1.ListResponse.instances:type_name -> lucid.driver.v1.Instance
-	9,  // 5: lucid.driver.v1.RebuildRequest.image:type_name -> lucid.driver.v1.Image
-	1,  // 6: lucid.driver.v1.ResizeRequest.step:type_name -> lucid.driver.v1.ResizeStep
-	8,  // 7: lucid.driver.v1.ResizeRequest.flavor:type_name -> lucid.driver.v1.Flavor
-	8,  // 8: lucid.driver.v1.RevertResizeRequest.old:type_name -> lucid.driver.v1.Flavor
-	2,  // 9: lucid.driver.v1.Event.kind:type_name -> lucid.driver.v1.EventKind
-	0,  // 10: lucid.driver.v1.Event.power:type_name -> lucid.driver.v1.PowerState
-	34, // 11: lucid.driver.v1.Event.at:type_name -> google.protobuf.Timestamp
-	4,  // 12: lucid.driver.v1.Driver.Info:input_type -> lucid.driver.v1.InfoRequest
-	6,  // 13: lucid.driver.v1.Driver.Configure:input_type -> lucid.driver.v1.ConfigureRequest
-	10, // 14: lucid.driver.v1.Driver.Spawn:input_type -> lucid.driver.v1.SpawnRequest
-	12, // 15: lucid.driver.v1.Driver.Destroy:input_type -> lucid.driver.v1.DestroyRequest
-	14, // 16: lucid.driver.v1.Driver.Inspect:input_type -> lucid.driver.v1.InspectRequest
-	16, // 17: lucid.driver.v1.Driver.List:input_type -> lucid.driver.v1.ListRequest
-	18, // 18: lucid.driver.v1.Driver.PowerOff:input_type -> lucid.driver.v1.PowerOffRequest
-	20, // 19: lucid.driver.v1.Driver.PowerOn:input_type -> lucid.driver.v1.PowerOnRequest
-	22, // 20: lucid.driver.v1.Driver.Reboot:input_type -> lucid.driver.v1.RebootRequest
-	24, // 21: lucid.driver.v1.Driver.Rebuild:input_type -> lucid.driver.v1.RebuildRequest
-	26, // 22: lucid.driver.v1.Driver.Resize:input_type -> lucid.driver.v1.ResizeRequest
-	28, // 23: lucid.driver.v1.Driver.ConfirmResize:input_type -> lucid.driver.v1.ConfirmResizeRequest
-	30, // 24: lucid.driver.v1.Driver.RevertResize:input_type -> lucid.driver.v1.RevertResizeRequest
-	32, // 25: lucid.driver.v1.Driver.Events:input_type -> lucid.driver.v1.EventsRequest
-	5,  // 26: lucid.driver.v1.Driver.Info:output_type -> lucid.driver.v1.InfoResponse
-	7,  // 27: lucid.driver.v1.Driver.Configure:output_type -> lucid.driver.v1.ConfigureResponse
-	11, // 28: lucid.driver.v1.Driver.Spawn:output_type -> lucid.driver.v1.SpawnResponse
-	13, // 29: lucid.driver.v1.Driver.Destroy:output_type -> lucid.driver.v1.DestroyResponse
-	15, // 30: lucid.driver.v1.Driver.Inspect:output_type -> lucid.driver.v1.InspectResponse
-	17, // 31: lucid.driver.v1.Driver.List:output_type -> lucid.driver.v1.ListResponse
-	19, // 32: lucid.driver.v1.Driver.PowerOff:output_type -> lucid.driver.v1.PowerOffResponse
-	21, // 33: lucid.driver.v1.Driver.PowerOn:output_type -> lucid.driver.v1.PowerOnResponse
-	23, // 34: lucid.driver.v1.Driver.Reboot:output_type -> lucid.driver.v1.RebootResponse
-	25, // 35: lucid.driver.v1.Driver.Rebuild:output_type -> lucid.driver.v1.RebuildResponse
-	27, // 36: lucid.driver.v1.Driver.Resize:output_type -> lucid.driver.v1.ResizeResponse
-	29, // 37: lucid.driver.v1.Driver.ConfirmResize:output_type -> lucid.driver.v1.ConfirmResizeResponse
-	31, // 38: lucid.driver.v1.Driver.RevertResize:output_type -> lucid.driver.v1.RevertResizeResponse
-	33, // 39: lucid.driver.v1.Driver.Events:output_type -> lucid.driver.v1.Event
-	26, // [26:40] is the sub-list for method output_type
-	12, // [12:26] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	4,  // 0: lucid.driver.v1.Call.cancel:type_name -> lucid.driver.v1.CancelCall
+	13, // 1: lucid.driver.v1.Call.spawn:type_name -> lucid.driver.v1.SpawnRequest
+	15, // 2: lucid.driver.v1.Call.destroy:type_name -> lucid.driver.v1.DestroyRequest
+	17, // 3: lucid.driver.v1.Call.inspect:type_name -> lucid.driver.v1.InspectRequest
+	21, // 4: lucid.driver.v1.Call.power_off:type_name -> lucid.driver.v1.PowerOffRequest
+	23, // 5: lucid.driver.v1.Call.power_on:type_name -> lucid.driver.v1.PowerOnRequest
+	25, // 6: lucid.driver.v1.Call.reboot:type_name -> lucid.driver.v1.RebootRequest
+	27, // 7: lucid.driver.v1.Call.rebuild:type_name -> lucid.driver.v1.RebuildRequest
+	29, // 8: lucid.driver.v1.Call.resize:type_name -> lucid.driver.v1.ResizeRequest
+	31, // 9: lucid.driver.v1.Call.confirm_resize:type_name -> lucid.driver.v1.ConfirmResizeRequest
+	33, // 10: lucid.driver.v1.Call.revert_resize:type_name -> lucid.driver.v1.RevertResizeRequest
+	18, // 11: lucid.driver.v1.Reply.inspect:type_name -> lucid.driver.v1.InspectResponse
+	0,  // 12: lucid.driver.v1.Instance.power:type_name -> lucid.driver.v1.PowerState
+	11, // 13: lucid.driver.v1.SpawnRequest.flavor:type_name -> lucid.driver.v1.Flavor
+	12, // 14: lucid.driver.v1.SpawnRequest.image:type_name -> lucid.driver.v1.Image
+	6,  // 15: lucid.driver.v1.InspectResponse.instance:type_name -> lucid.driver.v1.Instance
+	6,  // 16: lucid.driver.v1.ListResponse.instances:type_name -> lucid.driver.v1.Instance
+	12, // 17: lucid.driver.v1.RebuildRequest.image:type_name -> lucid.driver.v1.Image
+	1,  // 18: lucid.driver.v1.ResizeRequest.step:type_name -> lucid.driver.v1.ResizeStep
+	11, // 19: lucid.driver.v1.ResizeRequest.flavor:type_name -> lucid.driver.v1.Flavor
+	11, // 20: lucid.driver.v1.RevertResizeRequest.old:type_name -> lucid.driver.v1.Flavor
+	2,  // 21: lucid.driver.v1.Event.kind:type_name -> lucid.driver.v1.EventKind
+	0,  // 22: lucid.driver.v1.Event.power:type_name -> lucid.driver.v1.PowerState
+	37, // 23: lucid.driver.v1.Event.at:type_name -> google.protobuf.Timestamp
+	7,  // 24: lucid.driver.v1.Driver.Info:input_type -> lucid.driver.v1.InfoRequest
+	9,  // 25: lucid.driver.v1.Driver.Configure:input_type -> lucid.driver.v1.ConfigureRequest
+	13, // 26: lucid.driver.v1.Driver.Spawn:input_type -> lucid.driver.v1.SpawnRequest
+	15, // 27: lucid.driver.v1.Driver.Destroy:input_type -> lucid.driver.v1.DestroyRequest
+	17, // 28: lucid.driver.v1.Driver.Inspect:input_type -> lucid.driver.v1.InspectRequest
+	19, // 29: lucid.driver.v1.Driver.List:input_type -> lucid.driver.v1.ListRequest
+	21, // 30: lucid.driver.v1.Driver.PowerOff:input_type -> lucid.driver.v1.PowerOffRequest
+	23, // 31: lucid.driver.v1.Driver.PowerOn:input_type -> lucid.driver.v1.PowerOnRequest
+	25, // 32: lucid.driver.v1.Driver.Reboot:input_type -> lucid.driver.v1.RebootRequest
+	27, // 33: lucid.driver.v1.Driver.Rebuild:input_type -> lucid.driver.v1.RebuildRequest
+	29, // 34: lucid.driver.v1.Driver.Resize:input_type -> lucid.driver.v1.ResizeRequest
+	31, // 35: lucid.driver.v1.Driver.ConfirmResize:input_type -> lucid.driver.v1.ConfirmResizeRequest
+	33, // 36: lucid.driver.v1.Driver.RevertResize:input_type -> lucid.driver.v1.RevertResizeRequest
+	35, // 37: lucid.driver.v1.Driver.Events:input_type -> lucid.driver.v1.EventsRequest
+	3,  // 38: lucid.driver.v1.Driver.Calls:input_type -> lucid.driver.v1.Call
+	8,  // 39: lucid.driver.v1.Driver.Info:output_type -> lucid.driver.v1.InfoResponse
+	10, // 40: lucid.driver.v1.Driver.Configure:output_type -> lucid.driver.v1.ConfigureResponse
+	14, // 41: lucid.driver.v1.Driver.Spawn:output_type -> lucid.driver.v1.SpawnResponse
+	16, // 42: lucid.driver.v1.Driver.Destroy:output_type -> lucid.driver.v1.DestroyResponse
+	18, // 43: lucid.driver.v1.Driver.Inspect:output_type -> lucid.driver.v1.InspectResponse
+	20, // 44: lucid.driver.v1.Driver.List:output_type -> lucid.driver.v1.ListResponse
+	22, // 45: lucid.driver.v1.Driver.PowerOff:output_type -> lucid.driver.v1.PowerOffResponse
+	24, // 46: lucid.driver.v1.Driver.PowerOn:output_type -> lucid.driver.v1.PowerOnResponse
+	26, // 47: lucid.driver.v1.Driver.Reboot:output_type -> lucid.driver.v1.RebootResponse
+	28, // 48: lucid.driver.v1.Driver.Rebuild:output_type -> lucid.driver.v1.RebuildResponse
+	30, // 49: lucid.driver.v1.Driver.Resize:output_type -> lucid.driver.v1.ResizeResponse
+	32, // 50: lucid.driver.v1.Driver.ConfirmResize:output_type -> lucid.driver.v1.ConfirmResizeResponse
+	34, // 51: lucid.driver.v1.Driver.RevertResize:output_type -> lucid.driver.v1.RevertResizeResponse
+	36, // 52: lucid.driver.v1.Driver.Events:output_type -> lucid.driver.v1.Event
+	5,  // 53: lucid.driver.v1.Driver.Calls:output_type -> lucid.driver.v1.Reply
+	39, // [39:54] is the sub-list for method output_type
+	24, // [24:39] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_driver_proto_init() }
@@ -1852,13 +2251,26 @@ func file_driver_proto_init() {
 	if File_driver_proto != nil {
 		return
 	}
+	file_driver_proto_msgTypes[0].OneofWrappers = []any{
+		(*Call_Cancel)(nil),
+		(*Call_Spawn)(nil),
+		(*Call_Destroy)(nil),
+		(*Call_Inspect)(nil),
+		(*Call_PowerOff)(nil),
+		(*Call_PowerOn)(nil),
+		(*Call_Reboot)(nil),
+		(*Call_Rebuild)(nil),
+		(*Call_Resize)(nil),
+		(*Call_ConfirmResize)(nil),
+		(*Call_RevertResize)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_driver_proto_rawDesc), len(file_driver_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,7 @@ const (
 	Driver_ConfirmResize_FullMethodName = "/lucid.driver.v1.Driver/ConfirmResize"
 	Driver_RevertResize_FullMethodName  = "/lucid.driver.v1.Driver/RevertResize"
 	Driver_Events_FullMethodName        = "/lucid.driver.v1.Driver/Events"
+	Driver_Calls_FullMethodName         = "/lucid.driver.v1.Driver/Calls"
 )
 
 // DriverClient is the client API for Driver service.
@@ -75,6 +76,15 @@ type DriverClient interface {
 	// host can tell a live stream from an UNIMPLEMENTED answer without
 	// waiting for a first event.
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// Calls carries the host's instance calls (Spawn through RevertResize)
+	// on one long-lived stream, a Call and a Reply each, matched by id, so
+	// that a call costs one message each way rather than a stream of its
+	// own with headers and trailers. Replies come in the order calls end,
+	// not the order they began. A plugin that serves it sends the response
+	// header "lucid-calls" = "ready" at once; a host that gets UNIMPLEMENTED
+	// instead (a plugin built before Calls existed) uses the unary RPCs
+	// above, which mean the same. Info, Configure and List stay unary.
+	Calls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Call, Reply], error)
 }
 
 type driverClient struct {
@@ -234,6 +244,19 @@ func (c *driverClient) Events(ctx context.Context, in *EventsRequest, opts ...gr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Driver_EventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *driverClient) Calls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Call, Reply], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Driver_ServiceDesc.Streams[1], Driver_Calls_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[Call, Reply]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Driver_CallsClient = grpc.BidiStreamingClient[Call, Reply]
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -268,6 +291,15 @@ type DriverServer interface {
 	// host can tell a live stream from an UNIMPLEMENTED answer without
 	// waiting for a first event.
 	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
+	// Calls carries the host's instance calls (Spawn through RevertResize)
+	// on one long-lived stream, a Call and a Reply each, matched by id, so
+	// that a call costs one message each way rather than a stream of its
+	// own with headers and trailers. Replies come in the order calls end,
+	// not the order they began. A plugin that serves it sends the response
+	// header "lucid-calls" = "ready" at once; a host that gets UNIMPLEMENTED
+	// instead (a plugin built before Calls existed) uses the unary RPCs
+	// above, which mean the same. Info, Configure and List stay unary.
+	Calls(grpc.BidiStreamingServer[Call, Reply]) error
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -319,6 +351,9 @@ func (UnimplementedDriverServer) RevertResize(context.Context, *RevertResizeRequ
 }
 func (UnimplementedDriverServer) Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method Events not implemented")
+}
+func (UnimplementedDriverServer) Calls(grpc.BidiStreamingServer[Call, Reply]) error {
+	return status.Error(codes.Unimplemented, "method Calls not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -586,6 +621,13 @@ func _Driver_Events_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Driver_EventsServer = grpc.ServerStreamingServer[Event]
 
+func _Driver_Calls_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DriverServer).Calls(&grpc.GenericServerStream[Call, Reply]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Driver_CallsServer = grpc.BidiStreamingServer[Call, Reply]
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -651,6 +693,12 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Events",
 			Handler:       _Driver_Events_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Calls",
+			Handler:       _Driver_Calls_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "driver.proto",
