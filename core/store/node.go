@@ -169,9 +169,11 @@ func (s *Store) Adopt(ctx context.Context, rec Record, node string, now time.Tim
 		clientv3.OpGet(tk, clientv3.WithKeysOnly()), clientv3.OpGet(sk, clientv3.WithKeysOnly()),
 	).Commit()
 	if err != nil {
-		// The write that crosses the quota is applied, then refused.
-		landed, lerr := s.landed(ctx, []put{{tk, tb}, {sk, sb}})
-		if !isNoSpace(err) || lerr != nil || landed == 0 {
+		var landed int64
+		if isNoSpace(err) || ctx.Err() != nil {
+			landed = s.landedDespite(ctx, []put{{tk, tb}, {sk, sb}})
+		}
+		if landed == 0 {
 			return Record{}, etcdErr("adopt "+rec.State.ID, err)
 		}
 		return Record{State: st, Transition: &t, StateRev: landed, TransitionRev: landed}, nil

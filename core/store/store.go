@@ -334,25 +334,9 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 	case err == nil:
 		rev = resp.Header.Revision
 	case isNoSpace(err), ctx.Err() != nil:
-		// The write may have been applied all the same: etcd applies the
-		// write that crosses the quota and only then answers NOSPACE;
-		// and when the caller's context ended in flight (a client that
-		// hung up, a step that was replaced), cancelling cannot undo what
-		// etcd received. Find out, rather than report a change that was
-		// made as not made, which would hide it from the caller's
-		// metrics and hand-off while the watch carried it to everyone
-		// else. An ended context gets a bounded read of its own.
-		lctx := ctx
-		if ctx.Err() != nil {
-			var cancel context.CancelFunc
-			lctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), landedCheckTimeout)
-			defer cancel()
-		}
-		landed, lerr := s.landed(lctx, puts)
-		if lerr != nil || landed == 0 {
+		if rev = s.landedDespite(ctx, puts); rev == 0 {
 			return Record{}, etcdErr("commit "+ch.ID, err)
 		}
-		rev = landed
 	default:
 		return Record{}, etcdErr("commit "+ch.ID, err)
 	}
@@ -392,6 +376,28 @@ type put struct {
 // writes that cross the quota before its NOSPACE alarm is in force, and
 // answers them NOSPACE all the same; after that error this tells a write
 // that happened from one that did not.
+// landedDespite returns the revision at which puts landed although their
+// transaction failed, or 0. Call it only when the failure may hide an
+// applied write: etcd applies the write that crosses the quota and only
+// then answers NOSPACE; and when the caller's context ended in flight (a
+// client that hung up, a step that was replaced, a shutdown), cancelling
+// cannot undo what etcd received. Finding out, rather than reporting a
+// change that was made as not made, keeps it in the caller's metrics and
+// hand-off while the watch carries it to everyone else. An ended context
+// gets a read of its own, bounded by landedCheckTimeout.
+func (s *Store) landedDespite(ctx context.Context, puts []put) int64 {
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), landedCheckTimeout)
+		defer cancel()
+	}
+	rev, err := s.landed(ctx, puts)
+	if err != nil {
+		return 0
+	}
+	return rev
+}
+
 func (s *Store) landed(ctx context.Context, puts []put) (int64, error) {
 	if len(puts) == 0 {
 		return 0, nil

@@ -241,6 +241,38 @@ func TestWatchTransitions(t *testing.T) {
 	}
 }
 
+// TestAdoptWhoseContextEndsInFlight: an adoption that etcd applied is
+// reported as made even when the adopter's context ended before the
+// answer came (a reconciler stopping mid-write), so the caller knows the
+// node now owns the step, as the watch tells every other reader.
+func TestAdoptWhoseContextEndsInFlight(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var armed atomic.Bool
+	s, _ := testenv.ReadCountingStoreKV(t, testenv.Etcd(t), "/lucid", func(kv clientv3.KV) clientv3.KV {
+		return testenv.AfterTxn(kv, func(ctx context.Context, resp *clientv3.TxnResponse, err error) (*clientv3.TxnResponse, error) {
+			if !armed.CompareAndSwap(true, false) || err != nil {
+				return resp, err
+			}
+			cancel() // the answer is lost: the adopter sees only its context end
+			return nil, ctx.Err()
+		})
+	})
+	rec := create(t, s, "x") // owned by n1, which is not registered
+	armed.Store(true)
+	adopted, err := s.Adopt(ctx, rec, "n2", time.Now().UTC())
+	if err != nil {
+		t.Fatalf("Adopt = %v; etcd applied it, want it reported", err)
+	}
+	got, err := s.Get(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Transition.Node != "n2" || adopted.Transition.Node != "n2" || got.TransitionRev != adopted.TransitionRev {
+		t.Fatalf("Adopt reported %+v at %d, etcd holds %+v at %d", adopted.Transition, adopted.TransitionRev, got.Transition, got.TransitionRev)
+	}
+}
+
 func TestRegisterAndAdopt(t *testing.T) {
 	s := testenv.Store(t)
 	ctx := context.Background()
