@@ -241,6 +241,25 @@ func TestWatchTransitions(t *testing.T) {
 	}
 }
 
+// storeLosingAnswer returns a store on a fresh member whose first
+// transaction after armed is set goes through etcd, but whose answer is
+// lost: cancel runs (it ends the caller's context) and the caller gets
+// only the context's error, as when a context ends in flight.
+func storeLosingAnswer(t *testing.T, cancel context.CancelFunc) (*store.Store, *atomic.Bool) {
+	t.Helper()
+	armed := new(atomic.Bool)
+	s, _ := testenv.ReadCountingStoreKV(t, testenv.Etcd(t), "/lucid", func(kv clientv3.KV) clientv3.KV {
+		return testenv.AfterTxn(kv, func(ctx context.Context, resp *clientv3.TxnResponse, err error) (*clientv3.TxnResponse, error) {
+			if !armed.CompareAndSwap(true, false) || err != nil {
+				return resp, err // not the write under test, or it failed anyway
+			}
+			cancel()
+			return nil, ctx.Err()
+		})
+	})
+	return s, armed
+}
+
 // TestAdoptWhoseContextEndsInFlight: an adoption that etcd applied is
 // reported as made even when the adopter's context ended before the
 // answer came (a reconciler stopping mid-write), so the caller knows the
@@ -248,16 +267,7 @@ func TestWatchTransitions(t *testing.T) {
 func TestAdoptWhoseContextEndsInFlight(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var armed atomic.Bool
-	s, _ := testenv.ReadCountingStoreKV(t, testenv.Etcd(t), "/lucid", func(kv clientv3.KV) clientv3.KV {
-		return testenv.AfterTxn(kv, func(ctx context.Context, resp *clientv3.TxnResponse, err error) (*clientv3.TxnResponse, error) {
-			if !armed.CompareAndSwap(true, false) || err != nil {
-				return resp, err
-			}
-			cancel() // the answer is lost: the adopter sees only its context end
-			return nil, ctx.Err()
-		})
-	})
+	s, armed := storeLosingAnswer(t, cancel)
 	rec := create(t, s, "x") // owned by n1, which is not registered
 	armed.Store(true)
 	adopted, err := s.Adopt(ctx, rec, "n2", time.Now().UTC())
@@ -485,16 +495,7 @@ func TestCommitWhoseContextEndsInFlight(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var armed atomic.Bool
-			s, _ := testenv.ReadCountingStoreKV(t, testenv.Etcd(t), "/lucid", func(kv clientv3.KV) clientv3.KV {
-				return testenv.AfterTxn(kv, func(ctx context.Context, resp *clientv3.TxnResponse, err error) (*clientv3.TxnResponse, error) {
-					if !armed.CompareAndSwap(true, false) || err != nil {
-						return resp, err // not the commit under test, or it failed anyway
-					}
-					cancel() // the answer is lost: the caller sees only its context end
-					return nil, ctx.Err()
-				})
-			})
+			s, armed := storeLosingAnswer(t, cancel)
 			rec := create(t, s, "a")
 			st := rec.State
 			st.VMState, st.UpdatedAt = instance.Active, time.Now().UTC()

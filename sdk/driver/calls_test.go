@@ -58,10 +58,16 @@ func (c *rpcCounter) add(method string) {
 	c.n[method]++
 }
 
-func (c *rpcCounter) get(method string) int {
+// check fails t for each method whose count is not the one in want.
+func (c *rpcCounter) check(t *testing.T, want map[string]int) {
+	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.n[method]
+	for method, n := range want {
+		if got := c.n[method]; got != n {
+			t.Errorf("the plugin got %d %s RPCs, want %d", got, method, n)
+		}
+	}
 }
 
 func (c *rpcCounter) options() []grpc.ServerOption {
@@ -106,16 +112,12 @@ func TestInstanceCallsShareOneStream(t *testing.T) {
 	if _, err := d.Info(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for method, want := range map[string]int{
+	rpcs.check(t, map[string]int{
 		driverpb.Driver_Calls_FullMethodName:    1,
 		driverpb.Driver_PowerOff_FullMethodName: 0,
 		driverpb.Driver_Inspect_FullMethodName:  0,
 		driverpb.Driver_Info_FullMethodName:     1,
-	} {
-		if got := rpcs.get(method); got != want {
-			t.Errorf("the plugin got %d %s RPCs, want %d", got, method, want)
-		}
-	}
+	})
 }
 
 // TestOlderPluginGetsUnaryCalls: a plugin that answers UNIMPLEMENTED for
@@ -133,15 +135,11 @@ func TestOlderPluginGetsUnaryCalls(t *testing.T) {
 			t.Fatalf("Inspect = %+v, %v", in, err)
 		}
 	}
-	for method, want := range map[string]int{
+	rpcs.check(t, map[string]int{
 		driverpb.Driver_Calls_FullMethodName:    1,
 		driverpb.Driver_PowerOff_FullMethodName: 5,
 		driverpb.Driver_Inspect_FullMethodName:  5,
-	} {
-		if got := rpcs.get(method); got != want {
-			t.Errorf("the plugin got %d %s RPCs, want %d", got, method, want)
-		}
-	}
+	})
 }
 
 // TestConcurrentCallsGetTheirOwnAnswers: replies that come back out of
@@ -234,9 +232,7 @@ func TestStreamOutlivesACancelledCall(t *testing.T) {
 	if in, err := d.Inspect(context.Background(), "after"); err != nil || in.ID != "after" {
 		t.Fatalf("Inspect after a cancelled call = %+v, %v", in, err)
 	}
-	if n := rpcs.get(driverpb.Driver_Calls_FullMethodName); n != 1 {
-		t.Errorf("the host opened %d Calls streams, want 1", n)
-	}
+	rpcs.check(t, map[string]int{driverpb.Driver_Calls_FullMethodName: 1})
 }
 
 // TestCallsFailWhenThePluginGoes: a call in flight when the plugin's server
