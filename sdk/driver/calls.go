@@ -153,16 +153,19 @@ var errCallsUnserved = errors.New("calls: the plugin does not serve the Calls st
 // caller falls back to a unary call, which ctx ends in turn), and returns
 // errCallsUnserved for a plugin built before Calls existed.
 func openCalls(ctx context.Context, rpc driverpb.DriverClient) (*callStream, error) {
+	// The stream outlives ctx, which bounds only the opening.
 	sctx, end := context.WithCancel(context.Background())
-	defer context.AfterFunc(ctx, end)()
+	stop := context.AfterFunc(ctx, end)
 	stream, err := rpc.Calls(sctx)
 	if err != nil {
+		stop()
 		end()
 		return nil, err
 	}
 	md, _ := stream.Header() // a stream that failed reports its error on Recv
 	if len(md.Get(callsReadyKey)) == 0 {
 		_, err := stream.Recv()
+		stop()
 		end()
 		if status.Code(err) == codes.Unimplemented {
 			return nil, errCallsUnserved
@@ -172,7 +175,7 @@ func openCalls(ctx context.Context, rpc driverpb.DriverClient) (*callStream, err
 		}
 		return nil, err
 	}
-	if ctx.Err() != nil {
+	if !stop() { // ctx ended meanwhile, and ended the stream with it
 		end()
 		return nil, ctx.Err()
 	}
