@@ -59,11 +59,11 @@ type Config struct {
 type Observer interface {
 	// Listed is called after each list of the instances (at start, and
 	// again whenever the watch broke: compaction, etcd trouble), before
-	// any event after the list's revision, with the listed records. What
+	// any event after the list's revision rev, with the listed records. What
 	// changed while no watch ran is in recs and not in any event, so an
 	// observer must take recs as the whole truth at that point. recs is
 	// the executor's: keep its Records, never change them.
-	Listed(recs []store.Record)
+	Listed(recs []store.Record, rev int64)
 	// Observe is called for every transition event the watch delivers,
 	// in revision order, before the executor acts on it. It may keep the
 	// event's Record but must not change it (store.WatchTransitions).
@@ -193,7 +193,7 @@ func (e *Executor) Run(ctx context.Context) error {
 			continue
 		}
 		if o := e.cfg.Observer; o != nil {
-			o.Listed(recs)
+			o.Listed(recs, rev)
 		}
 		e.mu.Lock()
 		clear(e.known) // the list is newer than anything known

@@ -301,7 +301,7 @@ type heldWatch struct {
 	done    chan struct{} // closed: hold nothing any more
 }
 
-func (h *heldWatch) Listed([]store.Record) {}
+func (h *heldWatch) Listed([]store.Record, int64) {}
 
 func (h *heldWatch) Wrote(store.Record) {}
 
@@ -437,7 +437,7 @@ type echoes struct {
 	wrote  chan store.Record
 }
 
-func (o *echoes) Listed([]store.Record)            {}
+func (o *echoes) Listed([]store.Record, int64)     {}
 func (o *echoes) Observe(ev store.TransitionEvent) { o.events <- ev }
 func (o *echoes) Wrote(rec store.Record)           { o.wrote <- rec }
 

@@ -101,9 +101,9 @@ func (f *Feed) Close() {
 // again, since what changed while no watch ran brought no event. Waiters
 // read at or after the list's revision; the watch delivers every change
 // after it. Nothing falls between.
-func (f *Feed) Listed(recs []store.Record) {
+func (f *Feed) Listed(recs []store.Record, rev int64) {
 	if f.view != nil {
-		f.view.Reset(recs)
+		f.view.Reset(recs, rev)
 	}
 	f.broadcast()
 }
@@ -214,10 +214,12 @@ func (f *Feed) Settled(ctx context.Context, id string) (store.Record, error) {
 // SettledSince is Settled for a caller that has just written the
 // instance itself: wrote is the record its guarded write left (a
 // transition in flight, at its revision). Where the View has not caught
-// up with that write yet, it needs no read either: the View is updated
-// in revision order before waiters are told, so every later change, the
-// settle among them, is still to be told, and the waiter, subscribed
-// before it looked, will hear it. A zero wrote is Settled.
+// up with that write yet (it holds an older record of the instance, or,
+// for an instance just created, none while it is not Through the write's
+// revision), it needs no read either: the View is updated in revision
+// order before waiters are told, so every later change, the settle among
+// them, is still to be told, and the waiter, subscribed before it looked,
+// will hear it. A zero wrote is Settled.
 func (f *Feed) SettledSince(ctx context.Context, id string, wrote store.Record) (store.Record, error) {
 	w := f.subscribe(id)
 	defer f.unsubscribe(id, w)
@@ -232,6 +234,11 @@ func (f *Feed) SettledSince(ctx context.Context, id string, wrote store.Record) 
 		case inView:
 			// Settled only if it shows the caller's write or a later one.
 			known = rec.Transition != nil || mine > 0 && revision(rec) >= mine
+		case mine > 0 && f.view.Through() < mine:
+			// Not held, and not reached: a new instance (a create) whose
+			// write the watch has yet to bring. No later change, a delete
+			// included, can have passed the waiter by either.
+			rec, known = wrote, true
 		}
 	}
 	if !known {

@@ -205,7 +205,8 @@ func TestSettledLooksAtTheView(t *testing.T) {
 			ctx := context.Background()
 			build := building(t, s, "x")
 			if tc.view != nil {
-				v.Reset([]store.Record{*tc.view(build)})
+				held := tc.view(build)
+				v.Reset([]store.Record{*held}, max(held.StateRev, held.TransitionRev))
 			}
 			if tc.watchFirst {
 				watch(t, s, f)
@@ -236,13 +237,18 @@ func TestSettledLooksAtTheView(t *testing.T) {
 
 // SettledSince, right after the caller's own write: a View behind that
 // write needs no read (the settle is still to be told), a View at or past
-// it answers alone, and no entry is read as Settled reads.
+// it answers alone; no entry needs no read while the View has not reached
+// the write (a create the watch has yet to bring), and is read as Settled
+// reads once it has (the instance was deleted since, or evicted).
 func TestSettledSinceTheCallersWrite(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// view is the View's entry given the caller's write (BUILD) and
 		// the ACTIVE record that settles it; nil: no entry.
 		view func(build, active store.Record) *store.Record
+		// through is the revision the View is through, for no entry (an
+		// entry's View is through the entry's revision).
+		through func(build, active store.Record) int64
 		// answered: SettledSince answers before the settle is told (from
 		// the View, or from its read of etcd, which already has it).
 		answered  bool
@@ -253,10 +259,11 @@ func TestSettledSinceTheCallersWrite(t *testing.T) {
 			old.Transition, old.TransitionRev, old.StateRev = nil, 0, build.StateRev-1
 			old.State.VMState = instance.Active
 			return &old
-		}, false, 0},
-		{"the View has the write", func(build, _ store.Record) *store.Record { return &build }, false, 0},
-		{"the View has the settle", func(_, active store.Record) *store.Record { return &active }, true, 0},
-		{"no entry: read, and etcd has the settle", nil, true, 1},
+		}, nil, false, 0},
+		{"the View has the write", func(build, _ store.Record) *store.Record { return &build }, nil, false, 0},
+		{"the View has the settle", func(_, active store.Record) *store.Record { return &active }, nil, true, 0},
+		{"no entry, the View not at the write yet", nil, func(build, _ store.Record) int64 { return build.StateRev - 1 }, false, 0},
+		{"no entry, the View past the write: read, and etcd has the settle", nil, func(_, active store.Record) int64 { return active.StateRev }, true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, f, v, reads := viewed(t)
@@ -264,7 +271,10 @@ func TestSettledSinceTheCallersWrite(t *testing.T) {
 			build := building(t, s, "x")
 			active := activate(t, s, build)
 			if tc.view != nil {
-				v.Reset([]store.Record{*tc.view(build, active)})
+				held := tc.view(build, active)
+				v.Reset([]store.Record{*held}, max(held.StateRev, held.TransitionRev))
+			} else {
+				v.Reset(nil, tc.through(build, active))
 			}
 			ch := make(chan result, 1)
 			go func() {
@@ -291,6 +301,30 @@ func TestSettledSinceTheCallersWrite(t *testing.T) {
 	}
 }
 
+// TestSettledSinceACreateDeletedMeanwhile: a waiter that trusted its own
+// create because the View had not reached it still hears of a delete
+// that comes before the settle, and answers not found.
+func TestSettledSinceACreateDeletedMeanwhile(t *testing.T) {
+	s, f, v, reads := viewed(t)
+	build := building(t, s, "x")
+	v.Reset(nil, build.StateRev-1)
+	ch := make(chan result, 1)
+	go func() {
+		rec, err := f.SettledSince(context.Background(), "x", build)
+		ch <- result{rec, err}
+	}()
+	testenv.Eventually(t, 10*time.Second, func() bool { return f.Waiting() == 1 }, "no waiter")
+	// As the watch would: the create, then its delete.
+	f.Observe(store.TransitionEvent{ID: "x", Revision: build.TransitionRev, Transition: build.Transition, Record: &build})
+	f.Observe(store.TransitionEvent{ID: "x", Revision: build.TransitionRev + 1, Gone: true})
+	if r := await(t, ch); !errors.Is(r.err, instance.ErrNotFound) {
+		t.Fatalf("SettledSince = %+v, %v; want ErrNotFound", r.rec, r.err)
+	}
+	if n := reads.Load(); n != 0 {
+		t.Fatalf("SettledSince sent %d reads, want 0", n)
+	}
+}
+
 // viewed starts an etcd member and returns a Store on it for the test's
 // own writes, and a Feed with a View of its own whose reads of etcd are
 // counted.
@@ -311,7 +345,7 @@ func TestWroteAnswersAheadOfTheWatch(t *testing.T) {
 	s, f, v, reads := viewed(t)
 	ctx := context.Background()
 	rec := building(t, s, "w")
-	f.Listed([]store.Record{rec}) // as a watch starting would: the View holds it in flight
+	f.Listed([]store.Record{rec}, rec.TransitionRev) // as a watch starting would: the View holds it in flight
 	ch := settled(f, ctx, "w")
 	testenv.Eventually(t, 10*time.Second, func() bool { return f.Waiting() == 1 }, "no waiter")
 	active := activate(t, s, rec)

@@ -146,7 +146,7 @@ func TestBeginOnAStaleView(t *testing.T) {
 			h.deleting = h.stopping
 			h.deleting.Transition = &instance.Transition{Action: instance.ActionDelete, RequestID: "req-old", Node: "n1"}
 			tc.truth(t, e, &h)
-			e.view.Reset([]store.Record{tc.view(h)})
+			e.view.Reset([]store.Record{tc.view(h)}, tc.view(h).StateRev)
 			id := h.active.State.ID
 
 			before := e.reads.Load()

@@ -33,6 +33,7 @@ type View struct {
 
 	mu   sync.RWMutex
 	recs map[string]*Record // by instance id; never an unreadable record
+	rev  int64              // see Through
 }
 
 // NewView returns an empty View holding at most size instances
@@ -56,6 +57,18 @@ func (v *View) Get(id string) (Record, bool) {
 	return *r, true
 }
 
+// Through is the revision the View has caught up with: its last list's,
+// or the newest watch event it took since. A write at a later revision
+// has not reached the View yet, nor has anything after that write (a
+// delete), so a View that holds no entry for the instance of such a write
+// has not forgotten it: it has yet to hear of it. Writes taken by Advance
+// do not move it, since they come ahead of the watch.
+func (v *View) Through() int64 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.rev
+}
+
 // Len is how many instances the View holds.
 func (v *View) Len() int {
 	v.mu.RLock()
@@ -73,6 +86,7 @@ func (v *View) Len() int {
 func (v *View) Apply(ev TransitionEvent) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.rev = max(v.rev, ev.Revision)
 	if old, ok := v.recs[ev.ID]; ok && ev.Revision <= revisionOf(old) {
 		return
 	}
@@ -100,10 +114,11 @@ func (v *View) Advance(rec Record) {
 	}
 }
 
-// Reset makes recs (a List's records) the whole View: instances not among
-// them are gone from it. Call it with every list a watch resumes after,
-// before that watch's first event. Unreadable records are left out.
-func (v *View) Reset(recs []Record) {
+// Reset makes recs (a List's records, read at revision rev) the whole
+// View: instances not among them are gone from it. Call it with every list
+// a watch resumes after, before that watch's first event. Unreadable
+// records are left out.
+func (v *View) Reset(recs []Record, rev int64) {
 	m := make(map[string]*Record, min(len(recs), v.size))
 	for i := range recs {
 		if len(m) >= v.size {
@@ -116,7 +131,7 @@ func (v *View) Reset(recs []Record) {
 		m[r.State.ID] = &r
 	}
 	v.mu.Lock()
-	v.recs = m
+	v.recs, v.rev = m, rev
 	v.mu.Unlock()
 }
 

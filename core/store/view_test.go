@@ -55,7 +55,7 @@ func TestViewApply(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v := store.NewView(0)
 			if tc.held != nil {
-				v.Reset([]store.Record{*tc.held})
+				v.Reset([]store.Record{*tc.held}, tc.held.StateRev)
 			}
 			v.Apply(tc.ev)
 			wantHeld(t, v, tc.wantRev)
@@ -71,7 +71,7 @@ func TestViewReset(t *testing.T) {
 	v.Apply(store.TransitionEvent{ID: "old", Revision: 1, Record: viewRec("old", 1, false)})
 	bad := *viewRec("bad", 2, false)
 	bad.Err = errors.New("garbage")
-	v.Reset([]store.Record{*viewRec("a", 2, false), bad, *viewRec("b", 3, true), *viewRec("c", 4, false), *viewRec("d", 5, false)})
+	v.Reset([]store.Record{*viewRec("a", 2, false), bad, *viewRec("b", 3, true), *viewRec("c", 4, false), *viewRec("d", 5, false)}, 5)
 	if _, ok := v.Get("old"); ok {
 		t.Fatal("an instance missing from the list is still in the View")
 	}
@@ -107,6 +107,33 @@ func TestViewReset(t *testing.T) {
 	}
 }
 
+// TestViewThrough: the View is through its list's revision, then through
+// each watch event it takes, older or not; a write taken ahead of the
+// watch (Advance) does not move it.
+func TestViewThrough(t *testing.T) {
+	v := store.NewView(0)
+	for _, step := range []struct {
+		name string
+		do   func()
+		want int64
+	}{
+		{"new", func() {}, 0},
+		{"list", func() { v.Reset([]store.Record{*viewRec("a", 4, false)}, 6) }, 6},
+		{"event", func() { v.Apply(store.TransitionEvent{ID: "b", Revision: 8, Record: viewRec("b", 8, true)}) }, 8},
+		{"event for a held newer record", func() {
+			v.Advance(*viewRec("a", 12, false))
+			v.Apply(store.TransitionEvent{ID: "a", Revision: 10, Gone: true})
+		}, 10},
+		{"own write ahead of the watch", func() { v.Advance(*viewRec("b", 14, false)) }, 10},
+		{"a list after a broken watch", func() { v.Reset(nil, 20) }, 20},
+	} {
+		step.do()
+		if got := v.Through(); got != step.want {
+			t.Fatalf("after %s: Through = %d, want %d", step.name, got, step.want)
+		}
+	}
+}
+
 // TestViewAdvance pins what a node's own confirmed write does to the View
 // ahead of the watch: it replaces an older entry, and never brings back
 // an instance the View does not hold (deleted since, or evicted).
@@ -126,7 +153,7 @@ func TestViewAdvance(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v := store.NewView(0)
 			if tc.held != nil {
-				v.Reset([]store.Record{*tc.held})
+				v.Reset([]store.Record{*tc.held}, tc.held.StateRev)
 			}
 			v.Advance(*tc.wrote)
 			wantHeld(t, v, tc.wantRev)
