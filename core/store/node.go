@@ -169,10 +169,7 @@ func (s *Store) Adopt(ctx context.Context, rec Record, node string, now time.Tim
 		clientv3.OpGet(tk, clientv3.WithKeysOnly()), clientv3.OpGet(sk, clientv3.WithKeysOnly()),
 	).Commit()
 	if err != nil {
-		var landed int64
-		if isNoSpace(err) || ctx.Err() != nil {
-			landed = s.landedDespite(ctx, []put{{tk, tb}, {sk, sb}})
-		}
+		landed := s.landedDespite(ctx, err, []put{{tk, tb}, {sk, sb}})
 		if landed == 0 {
 			return Record{}, etcdErr("adopt "+rec.State.ID, err)
 		}

@@ -333,12 +333,10 @@ func (s *Store) Commit(ctx context.Context, base Record, ch Change) (Record, err
 		return Record{}, fmt.Errorf("%w: instance %s", ErrStale, ch.ID)
 	case err == nil:
 		rev = resp.Header.Revision
-	case isNoSpace(err), ctx.Err() != nil:
-		if rev = s.landedDespite(ctx, puts); rev == 0 {
+	default:
+		if rev = s.landedDespite(ctx, err, puts); rev == 0 {
 			return Record{}, etcdErr("commit "+ch.ID, err)
 		}
-	default:
-		return Record{}, etcdErr("commit "+ch.ID, err)
 	}
 	if ch.State != nil {
 		next.StateRev = rev
@@ -370,34 +368,35 @@ type put struct {
 	value []byte
 }
 
-// landed returns the revision at which a transaction that wrote puts was
-// applied, or 0 if it was not (or was overwritten since): every key must
-// hold exactly its value, all written at one revision. etcd applies the
-// writes that cross the quota before its NOSPACE alarm is in force, and
-// answers them NOSPACE all the same; after that error this tells a write
-// that happened from one that did not.
 // landedDespite returns the revision at which puts landed although their
-// transaction failed, or 0. Call it only when the failure may hide an
-// applied write: etcd applies the write that crosses the quota and only
-// then answers NOSPACE; and when the caller's context ended in flight (a
-// client that hung up, a step that was replaced, a shutdown), cancelling
-// cannot undo what etcd received. Finding out, rather than reporting a
-// change that was made as not made, keeps it in the caller's metrics and
-// hand-off while the watch carries it to everyone else. An ended context
-// gets a read of its own, bounded by landedCheckTimeout.
-func (s *Store) landedDespite(ctx context.Context, puts []put) int64 {
+// transaction failed with err, or 0. Only two failures can hide an
+// applied write, and only they cost a read: etcd applies the write that
+// crosses the quota and only then answers NOSPACE; and when the caller's
+// context ended in flight (a client that hung up, a step that was
+// replaced, a shutdown), cancelling cannot undo what etcd received.
+// Finding out, rather than reporting a change that was made as not made,
+// keeps it in the caller's metrics and hand-off while the watch carries
+// it to everyone else. An ended context gets a read of its own, bounded
+// by landedCheckTimeout.
+func (s *Store) landedDespite(ctx context.Context, err error, puts []put) int64 {
+	if !isNoSpace(err) && ctx.Err() == nil {
+		return 0
+	}
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), landedCheckTimeout)
 		defer cancel()
 	}
-	rev, err := s.landed(ctx, puts)
-	if err != nil {
+	rev, lerr := s.landed(ctx, puts)
+	if lerr != nil {
 		return 0
 	}
 	return rev
 }
 
+// landed returns the revision at which a transaction that wrote puts was
+// applied, or 0 if it was not (or was overwritten since): every key must
+// hold exactly its value, all written at one revision.
 func (s *Store) landed(ctx context.Context, puts []put) (int64, error) {
 	if len(puts) == 0 {
 		return 0, nil
