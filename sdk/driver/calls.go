@@ -231,8 +231,8 @@ func (cs *callStream) isBroken() bool {
 // sentinels, context errors, and the stream's own status when it broke
 // (codes.Unavailable once the plugin is gone).
 func (cs *callStream) call(ctx context.Context, call *driverpb.Call) (*driverpb.Reply, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fromStatus(status.FromContextError(err).Err())
+	if ctx.Err() != nil {
+		return nil, contextError(ctx)
 	}
 	ch := make(chan *driverpb.Reply, 1)
 	cs.mu.Lock()
@@ -258,7 +258,7 @@ func (cs *callStream) call(ctx context.Context, call *driverpb.Call) (*driverpb.
 	case <-ctx.Done():
 		cs.forget(call.Id)
 		go cs.cancelCall(call.Id)
-		return nil, fromStatus(status.FromContextError(ctx.Err()).Err())
+		return nil, contextError(ctx)
 	case <-cs.broken:
 		select {
 		case reply := <-ch: // it came in just before the stream broke
@@ -276,7 +276,7 @@ func (cs *callStream) sendCall(ctx context.Context, call *driverpb.Call) error {
 	select {
 	case cs.send <- struct{}{}:
 	case <-ctx.Done():
-		return fromStatus(status.FromContextError(ctx.Err()).Err())
+		return contextError(ctx)
 	case <-cs.broken:
 		return fromStatus(cs.err)
 	}
@@ -301,6 +301,12 @@ func (cs *callStream) forget(id uint64) {
 	cs.mu.Lock()
 	delete(cs.waiting, id)
 	cs.mu.Unlock()
+}
+
+// contextError is what a call whose ctx ended returns, as a unary call
+// would: the context's status, unwrapping to its error.
+func contextError(ctx context.Context) error {
+	return fromStatus(status.FromContextError(ctx.Err()).Err())
 }
 
 // replyError is the error a reply carries, as fromStatus gives it for a

@@ -72,23 +72,13 @@ func (c *Client) Configure(ctx context.Context, config []byte) error {
 // Spawn implements Driver.
 func (c *Client) Spawn(ctx context.Context, spec Spec) error {
 	req := specToPB(spec)
-	if cs := c.stream(ctx); cs != nil {
-		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_Spawn{Spawn: req}})
-		return err
-	}
-	_, err := c.rpc.Spawn(ctx, req)
-	return fromStatus(err)
+	return invoke(ctx, c, req, &driverpb.Call{Request: &driverpb.Call_Spawn{Spawn: req}}, c.rpc.Spawn)
 }
 
 // Destroy implements Driver.
 func (c *Client) Destroy(ctx context.Context, id string) error {
 	req := &driverpb.DestroyRequest{Id: id}
-	if cs := c.stream(ctx); cs != nil {
-		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_Destroy{Destroy: req}})
-		return err
-	}
-	_, err := c.rpc.Destroy(ctx, req)
-	return fromStatus(err)
+	return invoke(ctx, c, req, &driverpb.Call{Request: &driverpb.Call_Destroy{Destroy: req}}, c.rpc.Destroy)
 }
 
 // Inspect implements Driver.
@@ -124,34 +114,19 @@ func (c *Client) List(ctx context.Context) ([]Instance, error) {
 // PowerOff implements Driver.
 func (c *Client) PowerOff(ctx context.Context, id string) error {
 	req := &driverpb.PowerOffRequest{Id: id}
-	if cs := c.stream(ctx); cs != nil {
-		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_PowerOff{PowerOff: req}})
-		return err
-	}
-	_, err := c.rpc.PowerOff(ctx, req)
-	return fromStatus(err)
+	return invoke(ctx, c, req, &driverpb.Call{Request: &driverpb.Call_PowerOff{PowerOff: req}}, c.rpc.PowerOff)
 }
 
 // PowerOn implements Driver.
 func (c *Client) PowerOn(ctx context.Context, id string) error {
 	req := &driverpb.PowerOnRequest{Id: id}
-	if cs := c.stream(ctx); cs != nil {
-		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_PowerOn{PowerOn: req}})
-		return err
-	}
-	_, err := c.rpc.PowerOn(ctx, req)
-	return fromStatus(err)
+	return invoke(ctx, c, req, &driverpb.Call{Request: &driverpb.Call_PowerOn{PowerOn: req}}, c.rpc.PowerOn)
 }
 
 // Reboot implements Driver.
 func (c *Client) Reboot(ctx context.Context, id string, hard bool) error {
 	req := &driverpb.RebootRequest{Id: id, Hard: hard}
-	if cs := c.stream(ctx); cs != nil {
-		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_Reboot{Reboot: req}})
-		return err
-	}
-	_, err := c.rpc.Reboot(ctx, req)
-	return fromStatus(err)
+	return invoke(ctx, c, req, &driverpb.Call{Request: &driverpb.Call_Reboot{Reboot: req}}, c.rpc.Reboot)
 }
 
 // Forwards marks Client as a Forwarder.
@@ -160,12 +135,7 @@ func (c *Client) Forwards() {}
 // Rebuild implements Rebuilder.
 func (c *Client) Rebuild(ctx context.Context, id string, image Image) error {
 	req := &driverpb.RebuildRequest{Id: id, Image: imageToPB(image)}
-	if cs := c.stream(ctx); cs != nil {
-		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_Rebuild{Rebuild: req}})
-		return err
-	}
-	_, err := c.rpc.Rebuild(ctx, req)
-	return fromStatus(err)
+	return invoke(ctx, c, req, &driverpb.Call{Request: &driverpb.Call_Rebuild{Rebuild: req}}, c.rpc.Rebuild)
 }
 
 // Resize implements Resizer. A step this package does not define is
@@ -176,33 +146,30 @@ func (c *Client) Resize(ctx context.Context, id string, step ResizeStep, flavor 
 		return fmt.Errorf("resize %s: %w", id, err)
 	}
 	req := &driverpb.ResizeRequest{Id: id, Step: pbStep, Flavor: flavorToPB(flavor)}
-	if cs := c.stream(ctx); cs != nil {
-		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_Resize{Resize: req}})
-		return err
-	}
-	_, err = c.rpc.Resize(ctx, req)
-	return fromStatus(err)
+	return invoke(ctx, c, req, &driverpb.Call{Request: &driverpb.Call_Resize{Resize: req}}, c.rpc.Resize)
 }
 
 // ConfirmResize implements Resizer.
 func (c *Client) ConfirmResize(ctx context.Context, id string) error {
 	req := &driverpb.ConfirmResizeRequest{Id: id}
-	if cs := c.stream(ctx); cs != nil {
-		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_ConfirmResize{ConfirmResize: req}})
-		return err
-	}
-	_, err := c.rpc.ConfirmResize(ctx, req)
-	return fromStatus(err)
+	return invoke(ctx, c, req, &driverpb.Call{Request: &driverpb.Call_ConfirmResize{ConfirmResize: req}}, c.rpc.ConfirmResize)
 }
 
 // RevertResize implements Resizer.
 func (c *Client) RevertResize(ctx context.Context, id string, old Flavor) error {
 	req := &driverpb.RevertResizeRequest{Id: id, Old: flavorToPB(old)}
+	return invoke(ctx, c, req, &driverpb.Call{Request: &driverpb.Call_RevertResize{RevertResize: req}}, c.rpc.RevertResize)
+}
+
+// invoke makes one instance call that answers nothing but an error: on
+// the Calls stream as call when there is one, else as the unary RPC, with
+// the same errors either way.
+func invoke[Req, Resp any](ctx context.Context, c *Client, req Req, call *driverpb.Call, unary func(context.Context, Req, ...grpc.CallOption) (Resp, error)) error {
 	if cs := c.stream(ctx); cs != nil {
-		_, err := cs.call(ctx, &driverpb.Call{Request: &driverpb.Call_RevertResize{RevertResize: req}})
+		_, err := cs.call(ctx, call)
 		return err
 	}
-	_, err := c.rpc.RevertResize(ctx, req)
+	_, err := unary(ctx, req)
 	return fromStatus(err)
 }
 
