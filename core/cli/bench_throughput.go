@@ -19,14 +19,16 @@ func benchThroughputCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "throughput",
 		Usage: "measure status changes per second through lucid serve against raw etcd, and what each costs",
-		Description: "Runs, in order: a raw 2-key CAS transaction baseline on an embedded etcd configured like the\n" +
-			"server's; stop/start loops through the HTTP API of `lucid serve` (this executable, in its own\n" +
-			"process, default config with the fake driver at zero delay and authentication off) with --clients\n" +
-			"clients; etcd operations and CPU per status change, split by component from the server's CPU\n" +
+		Description: "Runs a raw 2-key CAS transaction baseline on an embedded etcd configured like the server's,\n" +
+			"and stop/start loops through the HTTP API of `lucid serve` (this executable, in its own process,\n" +
+			"default config with the fake driver at zero delay and authentication off) with --clients clients,\n" +
+			"in --rounds alternating slices, so that both see the machine at the same time; then etcd\n" +
+			"operations and CPU per status change, split by component from the server's CPU\n" +
 			"profile; create → ACTIVE latency with --clients concurrent creators making --instances instances;\n" +
 			"and listing them through the API against a raw ranged read. It prints the report (--json: as JSON).",
 		Flags: []ucli.Flag{
-			&ucli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long the raw phase and the stop/start phase each run (at least 100ms)"},
+			&ucli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long the raw phase and the stop/start phase each run in all (at least 100ms per round)"},
+			&ucli.IntFlag{Name: "rounds", Value: 5, Usage: "how many alternating slices of raw and stop/start the two phases are cut into"},
 			&ucli.IntFlag{Name: "clients", Value: 16, Usage: "concurrent clients (and raw goroutines, and creators)"},
 			&ucli.IntFlag{Name: "instances", Value: 1000, Usage: "instances created (latency) and then listed"},
 			&ucli.IntFlag{Name: "per-client", Value: 2, Usage: "instances each stop/start client owns"},
@@ -43,13 +45,13 @@ func benchThroughputCommand() *ucli.Command {
 			if c.NArg() > 0 {
 				return fmt.Errorf("bench throughput takes no arguments, got %q", c.Args().First())
 			}
-			if d := c.Duration("duration"); d < 100*time.Millisecond {
-				return fmt.Errorf("--duration %v: want at least 100ms", d)
-			}
-			for _, f := range []string{"clients", "instances", "per-client"} {
+			for _, f := range []string{"rounds", "clients", "instances", "per-client"} {
 				if n := c.Int(f); n < 1 {
 					return fmt.Errorf("--%s %d: want at least 1", f, n)
 				}
+			}
+			if d, min := c.Duration("duration"), 100*time.Millisecond*time.Duration(c.Int("rounds")); d < min {
+				return fmt.Errorf("--duration %v: want at least %v (100ms for each of --rounds %d)", d, min, c.Int("rounds"))
 			}
 			if w := c.String("wait"); w != throughput.WaitPrefer && w != throughput.WaitLongPoll {
 				return fmt.Errorf("--wait %q: want %s or %s", w, throughput.WaitPrefer, throughput.WaitLongPoll)
@@ -64,7 +66,7 @@ func benchThroughputCommand() *ucli.Command {
 			rep, err := throughput.Run(ctx, throughput.Config{
 				Lucid: exe, Plugin: c.String("plugin"), Policy: c.String("policy"), ReconcilePolicy: c.String("reconcile-policy"),
 				Dir: c.String("dir"), CacheDir: c.String("cache-dir"),
-				Duration: c.Duration("duration"), Clients: c.Int("clients"), PerClient: c.Int("per-client"), Instances: c.Int("instances"), Wait: c.String("wait"), Client: c.String("client"),
+				Duration: c.Duration("duration"), Rounds: c.Int("rounds"), Clients: c.Int("clients"), PerClient: c.Int("per-client"), Instances: c.Int("instances"), Wait: c.String("wait"), Client: c.String("client"),
 				Out: progress,
 			})
 			if rep != nil {

@@ -210,7 +210,9 @@ func TestBenchThroughputRefusesBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--duration", "10ms"}, "--duration 10ms: want at least 100ms"},
+		{[]string{"--duration", "10ms"}, "--duration 10ms: want at least 500ms (100ms for each of --rounds 5)"},
+		{[]string{"--duration", "1s", "--rounds", "20"}, "--duration 1s: want at least 2s (100ms for each of --rounds 20)"},
+		{[]string{"--rounds", "0"}, "--rounds 0: want at least 1"},
 		{[]string{"--clients", "0"}, "--clients 0: want at least 1"},
 		{[]string{"--instances", "-5"}, "--instances -5: want at least 1"},
 		{[]string{"--per-client", "0"}, "--per-client 0: want at least 1"},

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Machine is how the whole machine's CPU time was spent over phase 2,
+// Machine is how the whole machine's CPU time was spent over the path's slices,
 // from /proc/stat: it says whether the path was bound by the CPU (little
 // idle) or by waiting (fsyncs, hand-offs between processes), which the
 // per-process figures cannot tell. Shares of all CPUs' time; zero when

@@ -24,7 +24,7 @@ type Path struct {
 	WaitsPerAction float64 `json:"waits_per_action"` // long-polls (with Prefer: wait, only when an action outlived it)
 }
 
-// EtcdOps is phase 3: etcd's own counters over phase 2, per action.
+// EtcdOps is phase 3: etcd's own counters over the path's slices, per action.
 type EtcdOps struct {
 	Txn       float64 `json:"txn"`
 	Put       float64 `json:"put"`
@@ -36,7 +36,7 @@ type EtcdOps struct {
 	FsyncMs float64 `json:"wal_fsync_mean_ms"`
 }
 
-// CPU is phase 4: CPU time per status change over phase 2.
+// CPU is phase 4: CPU time per status change over the path's slices.
 type CPU struct {
 	ServeUs  float64 `json:"serve_us_per_change"`
 	PluginUs float64 `json:"plugin_us_per_change"`
@@ -46,7 +46,7 @@ type CPU struct {
 	// ProfileSeconds is the CPU the profile sampled (warm-up and phase
 	// 2, and the server's stop).
 	ProfileSeconds float64 `json:"profile_seconds"`
-	// Machine is the whole machine over phase 2.
+	// Machine is the whole machine over the path's slices.
 	Machine Machine `json:"machine"`
 }
 
@@ -262,43 +262,59 @@ func each(n int, fn func(i int) error) error {
 	return errors.Join(errs...)
 }
 
-// pathPhase runs phases 2 to 4 on a server of their own, profiled.
-func pathPhase(ctx context.Context, cfg Config, rep *Report) error {
-	dir := filepath.Join(cfg.Dir, "path")
-	profile := filepath.Join(dir, "cpu.pprof")
-	srv, err := startServer(ctx, cfg, dir, "--cpu-profile", profile)
-	if err != nil {
-		return err
-	}
-	err = drivePath(ctx, cfg, srv, rep)
-	if stopErr := srv.Stop(); stopErr != nil {
-		return errors.Join(err, stopErr)
-	}
-	if err != nil {
-		return err
-	}
-	shares, sampled, err := componentShares(profile)
-	if err != nil {
-		return err
-	}
-	rep.CPU.ProfileSeconds = sampled.Seconds()
-	for _, s := range shares {
-		rep.CPU.Components = append(rep.CPU.Components, Component{Name: s.name, Share: s.share, Us: s.share * rep.CPU.ServeUs})
-	}
-	return nil
+// pathRun is the path's server and clients, ready for slices: phases 2
+// to 4 are summed over the slices, so that what the server does between
+// them (idle while the raw member works) counts nowhere.
+type pathRun struct {
+	cfg       Config
+	srv       *soak.Server
+	profile   string
+	a         *soak.API
+	cs        []*pathClient
+	closeLoad func()
+	pluginPID int
+
+	seq0   map[*inst]int64
+	waits0 int64
+	// Summed over the slices:
+	actions             int64
+	took                time.Duration
+	serve, plugin, self time.Duration
+	ticks               cpuTicks
+	cpus                int
+	ticksOK             bool
+	metrics             map[string]float64
 }
 
-func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) error {
-	a := soak.NewAPI(srv.API(), cfg.Clients)
-	load, closeLoad, err := senders(cfg.Client, srv.API(), a, cfg.Clients)
+// startPath starts the path's server, profiled, creates the clients'
+// instances and warms the path up (connections, policy instances,
+// caches) for warm.
+func startPath(ctx context.Context, cfg Config, warm time.Duration) (*pathRun, error) {
+	dir := filepath.Join(cfg.Dir, "path")
+	pr := &pathRun{cfg: cfg, profile: filepath.Join(dir, "cpu.pprof"), ticksOK: true, metrics: map[string]float64{}}
+	srv, err := startServer(ctx, cfg, dir, "--cpu-profile", pr.profile)
+	if err != nil {
+		return nil, err
+	}
+	pr.srv = srv
+	if err := pr.prepare(ctx, warm); err != nil {
+		return nil, errors.Join(err, pr.stop())
+	}
+	return pr, nil
+}
+
+func (pr *pathRun) prepare(ctx context.Context, warm time.Duration) error {
+	cfg := pr.cfg
+	pr.a = soak.NewAPI(pr.srv.API(), cfg.Clients)
+	load, closeLoad, err := senders(cfg.Client, pr.srv.API(), pr.a, cfg.Clients)
 	if err != nil {
 		return err
 	}
-	defer closeLoad()
-	cs := make([]*pathClient, cfg.Clients)
+	pr.closeLoad = closeLoad
+	pr.cs = make([]*pathClient, cfg.Clients)
 	if err := each(cfg.Clients, func(i int) error {
-		c := &pathClient{api: load[i], ctl: a, longPoll: cfg.Wait == WaitLongPoll}
-		cs[i] = c
+		c := &pathClient{api: load[i], ctl: pr.a, longPoll: cfg.Wait == WaitLongPoll}
+		pr.cs[i] = c
 		var waits int64
 		for j := range cfg.PerClient {
 			id, _, err := create(ctx, load[i], fmt.Sprintf("path-%d-%d", i, j), c.longPoll, &waits)
@@ -311,87 +327,139 @@ func drivePath(ctx context.Context, cfg Config, srv *soak.Server, rep *Report) e
 	}); err != nil {
 		return err
 	}
-	// Warm-up: connections, policy instances, caches.
-	warm := min(cfg.Duration/5, 2*time.Second)
 	until := time.Now().Add(warm)
-	if err := each(cfg.Clients, func(i int) error { _, err := cs[i].loop(ctx, until); return err }); err != nil {
+	if err := each(cfg.Clients, func(i int) error { _, err := pr.cs[i].loop(ctx, until); return err }); err != nil {
 		return err
 	}
-	if err := each(cfg.Clients, func(i int) error { return cs[i].readSeqs(ctx) }); err != nil {
+	if err := each(cfg.Clients, func(i int) error { return pr.cs[i].readSeqs(ctx) }); err != nil {
 		return err
 	}
-	seq0 := map[*inst]int64{}
-	var waits0 int64
-	for _, c := range cs {
-		waits0 += c.waits
+	pr.seq0 = map[*inst]int64{}
+	for _, c := range pr.cs {
+		pr.waits0 += c.waits
 		for _, in := range c.insts {
-			seq0[in] = in.seq
+			pr.seq0[in] = in.seq
 		}
 	}
+	pr.pluginPID = pr.srv.PluginPID()
+	return nil
+}
 
-	m0, err := metrics(ctx, a)
+// slice has the clients stop and start their instances for d, and adds
+// what it cost to the run's sums. It returns the actions made and how
+// long they took.
+func (pr *pathRun) slice(ctx context.Context, d time.Duration) (int64, time.Duration, error) {
+	cfg := pr.cfg
+	m0, err := metrics(ctx, pr.a)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
-	pluginPID := srv.PluginPID()
-	serve0, plugin0, self0 := soak.CPU(srv.PID()), soak.CPU(pluginPID), selfCPU()
+	serve0, plugin0, self0 := soak.CPU(pr.srv.PID()), soak.CPU(pr.pluginPID), selfCPU()
 	ticks0, cpus, ticksErr := readCPUTicks()
 	start := time.Now()
 	actions := make([]int, cfg.Clients)
 	loadErr := each(cfg.Clients, func(i int) error {
-		n, err := cs[i].loop(ctx, start.Add(cfg.Duration))
+		n, err := pr.cs[i].loop(ctx, start.Add(d))
 		actions[i] = n
 		return err
 	})
 	took := time.Since(start)
-	serve1, plugin1, self1 := soak.CPU(srv.PID()), soak.CPU(pluginPID), selfCPU()
-	if ticks1, _, err := readCPUTicks(); err == nil && ticksErr == nil {
-		rep.CPU.Machine = machineBetween(ticks0, ticks1, cpus)
-	}
-	if loadErr != nil {
-		return loadErr
-	}
-	if p := srv.PluginPID(); p != pluginPID {
-		return fmt.Errorf("throughput: the driver plugin restarted during the run (pid %d, then %d)", pluginPID, p)
-	}
-	m1, err := metrics(ctx, a)
-	if err != nil {
-		return err
-	}
-	if err := each(cfg.Clients, func(i int) error { return cs[i].readSeqs(ctx) }); err != nil {
-		return err
-	}
-
-	p := &rep.Path
-	var waits int64
-	for i, c := range cs {
-		p.Actions += int64(actions[i])
-		waits += c.waits
-		for _, in := range c.insts {
-			p.Changes += in.seq - seq0[in]
+	pr.took += took
+	serve1, plugin1, self1 := soak.CPU(pr.srv.PID()), soak.CPU(pr.pluginPID), selfCPU()
+	ticks1, _, err := readCPUTicks()
+	if err != nil || ticksErr != nil {
+		pr.ticksOK = false
+	} else {
+		pr.cpus = cpus
+		for i := range pr.ticks {
+			pr.ticks[i] += ticks1[i] - ticks0[i]
 		}
 	}
-	waits -= waits0
-	if p.Actions == 0 || p.Changes == 0 {
-		return fmt.Errorf("throughput: no action completed in %v", cfg.Duration)
+	if loadErr != nil {
+		return 0, 0, loadErr
 	}
-	p.Seconds = took.Seconds()
+	if p := pr.srv.PluginPID(); p != pr.pluginPID {
+		return 0, 0, fmt.Errorf("throughput: the driver plugin restarted during the run (pid %d, then %d)", pr.pluginPID, p)
+	}
+	m1, err := metrics(ctx, pr.a)
+	if err != nil {
+		return 0, 0, err
+	}
+	for name, v := range m1 {
+		pr.metrics[name] += v - m0[name]
+	}
+	pr.serve += serve1 - serve0
+	pr.plugin += plugin1 - plugin0
+	pr.self += self1 - self0
+	var n int64
+	for _, a := range actions {
+		n += int64(a)
+	}
+	pr.actions += n
+	return n, took, nil
+}
+
+// finish counts the slices' status changes from the instances' history
+// and fills in phases 2 to 4 of rep, the ratio to rep.Raw included.
+func (pr *pathRun) finish(ctx context.Context, rep *Report) error {
+	if err := each(pr.cfg.Clients, func(i int) error { return pr.cs[i].readSeqs(ctx) }); err != nil {
+		return err
+	}
+	p := &rep.Path
+	p.Actions = pr.actions
+	var waits int64
+	for _, c := range pr.cs {
+		waits += c.waits
+		for _, in := range c.insts {
+			p.Changes += in.seq - pr.seq0[in]
+		}
+	}
+	waits -= pr.waits0
+	if p.Actions == 0 || p.Changes == 0 {
+		return fmt.Errorf("throughput: no action completed in %v", pr.cfg.Duration)
+	}
+	p.Seconds = pr.took.Seconds()
 	p.ChangesPerSec = float64(p.Changes) / p.Seconds
 	p.Ratio = p.ChangesPerSec / rep.Raw.TxnPerSec
 	p.WaitsPerAction = float64(waits) / float64(p.Actions)
+	if pr.ticksOK {
+		rep.CPU.Machine = machineBetween(cpuTicks{}, pr.ticks, pr.cpus)
+	}
 
-	per := func(name string) float64 { return (m1[name] - m0[name]) / float64(p.Actions) }
+	m := pr.metrics
+	per := func(name string) float64 { return m[name] / float64(p.Actions) }
 	rep.Etcd = EtcdOps{
 		Txn: per("etcd_mvcc_txn_total"), Put: per("etcd_mvcc_put_total"), Delete: per("etcd_mvcc_delete_total"),
 		Range:     per("etcd_mvcc_range_total"),
 		Proposals: per("etcd_server_proposals_committed_total"), Fsyncs: per("etcd_disk_wal_fsync_duration_seconds_count"),
 	}
-	if n := m1["etcd_disk_wal_fsync_duration_seconds_count"] - m0["etcd_disk_wal_fsync_duration_seconds_count"]; n > 0 {
-		rep.Etcd.FsyncMs = 1000 * (m1["etcd_disk_wal_fsync_duration_seconds_sum"] - m0["etcd_disk_wal_fsync_duration_seconds_sum"]) / n
+	if n := m["etcd_disk_wal_fsync_duration_seconds_count"]; n > 0 {
+		rep.Etcd.FsyncMs = 1000 * m["etcd_disk_wal_fsync_duration_seconds_sum"] / n
 	}
 	ch := float64(p.Changes)
-	rep.CPU.ServeUs = us(serve1-serve0) / ch
-	rep.CPU.PluginUs = us(plugin1-plugin0) / ch
-	rep.CPU.LoadUs = us(self1-self0) / ch
+	rep.CPU.ServeUs = us(pr.serve) / ch
+	rep.CPU.PluginUs = us(pr.plugin) / ch
+	rep.CPU.LoadUs = us(pr.self) / ch
+	return nil
+}
+
+// stop stops the server, which writes its profile.
+func (pr *pathRun) stop() error {
+	if pr.closeLoad != nil {
+		pr.closeLoad()
+	}
+	return pr.srv.Stop()
+}
+
+// components splits rep's serve CPU by the profile's shares.
+func (pr *pathRun) components(rep *Report) error {
+	shares, sampled, err := componentShares(pr.profile)
+	if err != nil {
+		return err
+	}
+	rep.CPU.ProfileSeconds = sampled.Seconds()
+	for _, s := range shares {
+		rep.CPU.Components = append(rep.CPU.Components, Component{Name: s.name, Share: s.share, Us: s.share * rep.CPU.ServeUs})
+	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/lucid-project/lucid/core/store/embedded"
 )
 
-// Raw is phase 1: what etcd alone does.
+// Raw is phase 1: what etcd alone does, in one slice or over several.
 type Raw struct {
 	Txns       int64   `json:"txns"`
 	Seconds    float64 `json:"seconds"`
@@ -29,6 +29,9 @@ type Raw struct {
 	Fsyncs      int64   `json:"wal_fsyncs"`
 	FsyncMs     float64 `json:"wal_fsync_mean_ms"`
 	TxnPerFsync float64 `json:"txn_per_fsync"`
+
+	cpu      time.Duration // this process's CPU over the slices
+	fsyncSum float64       // seconds the fsyncs took
 }
 
 // rawValue sizes the raw phase's values like a status change's: an
@@ -39,21 +42,37 @@ var (
 	rawHistory = strings.Repeat("h", 250)
 )
 
-// rawCAS starts an embedded member in dir configured as lucid serve's
-// (fast election for one member, the default quota and compaction), and
-// has par goroutines make 2-key CAS transactions for d through the
+// rawMember is an embedded member configured as lucid serve's (fast
+// election for one member, the default quota and compaction) in this
+// process, on which goroutines make 2-key CAS transactions through the
 // in-process client: each compares its key A's mod revision with the one
 // its last transaction wrote, and puts A and B. A transaction that does
-// not succeed is an error: nothing else writes those keys.
-func rawCAS(ctx context.Context, dir string, par int, d time.Duration) (Raw, error) {
+// not succeed is an error: nothing else writes those keys. The member
+// stays up between slices, so that each slice after the warm-up finds it
+// as warm as the path's server.
+type rawMember struct {
+	m    *embedded.Member
+	cli  *clientv3.Client
+	revs []int64 // each goroutine's key A's mod revision: 0 while it does not exist
+}
+
+func startRaw(ctx context.Context, dir string, par int) (*rawMember, error) {
 	m, err := embedded.Start(ctx, embedded.Config{DataDir: dir, FastElection: true, CompactionRevisions: embedded.DefaultCompactionRevisions})
 	if err != nil {
-		return Raw{}, fmt.Errorf("throughput: raw etcd: %w", err)
+		return nil, fmt.Errorf("throughput: raw etcd: %w", err)
 	}
-	defer m.Close()
-	cli := m.Client()
-	defer cli.Close()
+	return &rawMember{m: m, cli: m.Client(), revs: make([]int64, par)}, nil
+}
 
+func (r *rawMember) Close() {
+	r.cli.Close()
+	r.m.Close()
+}
+
+// run has the member's goroutines make transactions for d, and returns
+// what they did.
+func (r *rawMember) run(ctx context.Context, d time.Duration) (Raw, error) {
+	par := len(r.revs)
 	counts := make([]int64, par)
 	errs := make([]error, par)
 	fs0, fsum0 := walFsyncs()
@@ -66,10 +85,9 @@ func rawCAS(ctx context.Context, dir string, par int, d time.Duration) (Raw, err
 		go func() {
 			defer wg.Done()
 			a, b := fmt.Sprintf("/raw/%d/state", i), fmt.Sprintf("/raw/%d/history", i)
-			var rev int64 // A's mod revision: 0 while it does not exist
 			for time.Now().Before(end) {
-				resp, err := cli.Txn(ctx).
-					If(clientv3.Compare(clientv3.ModRevision(a), "=", rev)).
+				resp, err := r.cli.Txn(ctx).
+					If(clientv3.Compare(clientv3.ModRevision(a), "=", r.revs[i])).
 					Then(clientv3.OpPut(a, rawState), clientv3.OpPut(b, rawHistory)).
 					Commit()
 				if err != nil {
@@ -77,10 +95,10 @@ func rawCAS(ctx context.Context, dir string, par int, d time.Duration) (Raw, err
 					return
 				}
 				if !resp.Succeeded {
-					errs[i] = fmt.Errorf("throughput: raw txn on %s: compare failed at revision %d", a, rev)
+					errs[i] = fmt.Errorf("throughput: raw txn on %s: compare failed at revision %d", a, r.revs[i])
 					return
 				}
-				rev = resp.Header.Revision
+				r.revs[i] = resp.Header.Revision
 				counts[i]++
 			}
 		}()
@@ -99,12 +117,32 @@ func rawCAS(ctx context.Context, dir string, par int, d time.Duration) (Raw, err
 	if n == 0 {
 		return Raw{}, errors.New("throughput: no raw transaction completed")
 	}
-	r := Raw{Txns: n, Seconds: took.Seconds(), TxnPerSec: float64(n) / took.Seconds(), CPUUsPerTx: us(cpu) / float64(n), Fsyncs: int64(fs1 - fs0)}
-	if r.Fsyncs > 0 {
-		r.FsyncMs = 1000 * (fsum1 - fsum0) / float64(r.Fsyncs)
-		r.TxnPerFsync = float64(n) / float64(r.Fsyncs)
+	raw := Raw{Txns: n, Seconds: took.Seconds(), cpu: cpu, Fsyncs: int64(fs1 - fs0), fsyncSum: fsum1 - fsum0}
+	raw.derive()
+	return raw, nil
+}
+
+// add adds slice o's counts to r's.
+func (r *Raw) add(o Raw) {
+	r.Txns += o.Txns
+	r.Seconds += o.Seconds
+	r.cpu += o.cpu
+	r.Fsyncs += o.Fsyncs
+	r.fsyncSum += o.fsyncSum
+	r.derive()
+}
+
+// derive computes the rates from the counts.
+func (r *Raw) derive() {
+	if r.Txns == 0 || r.Seconds == 0 {
+		return
 	}
-	return r, nil
+	r.TxnPerSec = float64(r.Txns) / r.Seconds
+	r.CPUUsPerTx = us(r.cpu) / float64(r.Txns)
+	if r.Fsyncs > 0 {
+		r.FsyncMs = 1000 * r.fsyncSum / float64(r.Fsyncs)
+		r.TxnPerFsync = float64(r.Txns) / float64(r.Fsyncs)
+	}
 }
 
 // walFsyncs reads the count and sum (seconds) of etcd's WAL fsync

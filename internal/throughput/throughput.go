@@ -13,21 +13,34 @@
 //  1. raw: an embedded etcd member configured like the server's, in this
 //     process, its own data directory; Clients goroutines make 2-key CAS
 //     transactions (compare key A's mod revision, put A and B: the shape
-//     of a status change) through the in-process client for Duration.
+//     of a status change) through the in-process client.
+//
 //  2. path: Clients clients, each owning its instances, stop and start
-//     them through the HTTP API for Duration, each action waited for to
-//     its end by long-polling the instance (?wait=settled). Status changes are counted from
-//     each instance's history (its newest sequence number before and
-//     after), not assumed.
+//     them through the HTTP API, each action waited for to its end.
+//     Status changes are counted from each instance's history (its
+//     newest sequence number before and after), not assumed.
+//
+//     Phases 1 and 2 run in Rounds alternating slices, each Duration /
+//     Rounds long, after a warm-up of each: raw then path in odd rounds,
+//     path then raw in even ones. The host's speed drifts by a fifth
+//     from minute to minute on a shared machine; slices side by side
+//     see the same host, so their ratio is the path's against etcd's
+//     at the same time, where one run of each, minutes apart, gave a
+//     ratio that moved with the drift.
+//
 //  3. etcd operations per action, from etcd's own counters on the
-//     server's /metrics, before and after phase 2.
+//     server's /metrics, before and after each of the path's slices.
+//
 //  4. CPU per status change: lucid serve's and its plugin's (/proc) over
-//     phase 2, and lucid serve's split by component from a CPU profile
-//     (serve --cpu-profile, from ready to stop, so warm-up and phase 2).
+//     the path's slices, and lucid serve's split by component from a CPU
+//     profile (serve --cpu-profile, from ready to stop: warm-up, the
+//     path's slices, and its idle time during the raw ones).
+//
 //  5. create → ACTIVE with Clients concurrent creators, Instances
 //     creates on a second server: client-side (POST to the answer of
 //     the long-poll that shows no transition) and
 //     server-side (the ACTIVE history record's time minus BUILD's).
+//
 //  6. listing: GET /v2.1/servers/detail of those Instances beside a
 //     ranged read of the same keys by an etcd client in this process
 //     over the member's socket, alternated.
@@ -59,9 +72,13 @@ type Config struct {
 	// CacheDir is the servers' wasm compile cache ["": the server's
 	// default, <user cache dir>/lucid/wasm].
 	CacheDir string
-	// Duration is how long the raw phase and the path phase each run,
-	// and bounds the listing phase [10s]. At least 100ms.
+	// Duration is how long the raw phase and the path phase each run in
+	// all, and bounds the listing phase [10s]. Each of their slices is at
+	// least 100ms.
 	Duration time.Duration
+	// Rounds is how many slices of each the raw and the path phases are
+	// cut into, alternating [5].
+	Rounds int
 	// Clients is how many clients (and raw goroutines, and creators)
 	// work at once [16].
 	Clients int
@@ -109,10 +126,16 @@ func (c *Config) defaults() error {
 		*p = abs
 	}
 	switch {
+	case c.Rounds == 0:
+		c.Rounds = 5
+	case c.Rounds < 0:
+		return fmt.Errorf("throughput: %d rounds: want at least 1", c.Rounds)
+	}
+	switch {
 	case c.Duration == 0:
 		c.Duration = 10 * time.Second
-	case c.Duration < minDuration:
-		return fmt.Errorf("throughput: duration %v is below the minimum %v", c.Duration, minDuration)
+	case c.Duration < minDuration*time.Duration(c.Rounds):
+		return fmt.Errorf("throughput: duration %v is below the minimum %v (%v per slice, %d rounds)", c.Duration, minDuration*time.Duration(c.Rounds), minDuration, c.Rounds)
 	}
 	switch c.Wait {
 	case "":
@@ -183,29 +206,75 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 func run(ctx context.Context, cfg Config, rep *Report) error {
-	fmt.Fprintf(cfg.Out, "throughput: raw 2-key CAS txns, %d goroutines, %v\n", cfg.Clients, cfg.Duration)
-	raw, err := rawCAS(ctx, filepath.Join(cfg.Dir, "raw"), cfg.Clients, cfg.Duration)
+	slice := cfg.Duration / time.Duration(cfg.Rounds)
+	warm := min(cfg.Duration/5, 2*time.Second)
+	fmt.Fprintf(cfg.Out, "throughput: raw 2-key CAS txns (%d goroutines) and stop/start through the API (%d clients × %d instances), %d rounds of %v each, after %v of warm-up each\n",
+		cfg.Clients, cfg.Clients, cfg.PerClient, cfg.Rounds, slice, warm)
+	raw, err := startRaw(ctx, filepath.Join(cfg.Dir, "raw"), cfg.Clients)
 	if err != nil {
 		return err
 	}
-	rep.Raw, rep.RawRuns = raw, []Raw{raw}
-
-	fmt.Fprintf(cfg.Out, "throughput: stop/start through the API, %d clients × %d instances, %v\n", cfg.Clients, cfg.PerClient, cfg.Duration)
-	if err := pathPhase(ctx, cfg, rep); err != nil {
+	if _, err := raw.run(ctx, warm); err != nil {
+		raw.Close()
 		return err
 	}
-
-	fmt.Fprintf(cfg.Out, "throughput: raw 2-key CAS txns again, %d goroutines, %v\n", cfg.Clients, cfg.Duration)
-	again, err := rawCAS(ctx, filepath.Join(cfg.Dir, "raw-after"), cfg.Clients, cfg.Duration)
+	pr, err := startPath(ctx, cfg, warm)
+	if err != nil {
+		raw.Close()
+		return err
+	}
+	err = rounds(ctx, cfg, slice, raw, pr, rep)
+	raw.Close() // not to share the machine with the phases after
+	if err == nil {
+		err = pr.finish(ctx, rep)
+	}
+	if stopErr := pr.stop(); stopErr != nil {
+		return errors.Join(err, stopErr)
+	}
 	if err != nil {
 		return err
 	}
-	rep.RawRuns = append(rep.RawRuns, again)
-	if again.TxnPerSec > rep.Raw.TxnPerSec {
-		rep.Raw = again
+	if err := pr.components(rep); err != nil {
+		return err
 	}
-	rep.Path.Ratio = rep.Path.ChangesPerSec / rep.Raw.TxnPerSec
 
 	fmt.Fprintf(cfg.Out, "throughput: %d creates by %d creators, then listing them\n", cfg.Instances, cfg.Clients)
 	return createAndList(ctx, cfg, rep)
+}
+
+// rounds runs the raw and the path slices, alternating, and sums the raw
+// ones into rep.Raw.
+func rounds(ctx context.Context, cfg Config, slice time.Duration, raw *rawMember, pr *pathRun, rep *Report) error {
+	for i := range cfg.Rounds {
+		round := Round{RawFirst: i%2 == 0}
+		doRaw := func() error {
+			r, err := raw.run(ctx, slice)
+			if err != nil {
+				return err
+			}
+			rep.Raw.add(r)
+			round.RawTxnPerSec = r.TxnPerSec
+			return nil
+		}
+		doPath := func() error {
+			n, took, err := pr.slice(ctx, slice)
+			// Each action is two status changes (the run's total is
+			// counted from history, and the test checks the two agree).
+			round.PathChangesPerSec = float64(2*n) / took.Seconds()
+			return err
+		}
+		steps := []func() error{doRaw, doPath}
+		if !round.RawFirst {
+			steps[0], steps[1] = doPath, doRaw
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		round.Ratio = round.PathChangesPerSec / round.RawTxnPerSec
+		rep.Rounds = append(rep.Rounds, round)
+		fmt.Fprintf(cfg.Out, "throughput: round %d: raw %.0f txn/s, path %.0f changes/s: %.3f×\n", i+1, round.RawTxnPerSec, round.PathChangesPerSec, round.Ratio)
+	}
+	return nil
 }

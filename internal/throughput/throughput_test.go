@@ -23,7 +23,7 @@ func TestCommandEndToEnd(t *testing.T) {
 	lucid := testenv.Binary(t, "github.com/lucid-project/lucid")
 	dir := filepath.Join(t.TempDir(), "bench")
 	cmd := exec.Command(lucid, "bench", "throughput", "--json",
-		"--duration", "300ms", "--clients", "3", "--per-client", "2", "--instances", "7",
+		"--duration", "450ms", "--rounds", "3", "--clients", "3", "--per-client", "2", "--instances", "7",
 		"--plugin", testenv.Binary(t, "./plugins/fake"),
 		"--policy", testenv.Wasm(t, "./policies/transitions"),
 		"--reconcile-policy", testenv.Wasm(t, "./policies/reconcile"),
@@ -38,7 +38,7 @@ func TestCommandEndToEnd(t *testing.T) {
 		t.Fatalf("the --json output does not decode: %v\n%s", err, stdout.String())
 	}
 
-	if r.Clients != 3 || r.PerClient != 2 || r.Instances != 7 || r.Duration != "300ms" {
+	if r.Clients != 3 || r.PerClient != 2 || r.Instances != 7 || r.Duration != "450ms" {
 		t.Errorf("report shape %+v, want the flags' values", r)
 	}
 	if r.Raw.Txns <= 0 || r.Raw.TxnPerSec <= 0 || r.Raw.CPUUsPerTx <= 0 || r.Raw.Fsyncs <= 0 || r.Raw.FsyncMs <= 0 ||
@@ -53,8 +53,23 @@ func TestCommandEndToEnd(t *testing.T) {
 	if p.Actions <= 0 || p.Changes != 2*p.Actions || p.ChangesPerSec <= 0 || r.Wait != throughput.WaitPrefer || r.Client != throughput.ClientWire || p.WaitsPerAction != 0 {
 		t.Errorf("path %+v, wait %q: want actions of two history records each, each answered by its own POST", p, r.Wait)
 	}
-	if len(r.RawRuns) != 2 || r.Raw != r.RawRuns[0] && r.Raw != r.RawRuns[1] || r.Raw.TxnPerSec < max(r.RawRuns[0].TxnPerSec, r.RawRuns[1].TxnPerSec) {
-		t.Errorf("raw runs %+v, baseline %+v: want two runs and the faster as the baseline", r.RawRuns, r.Raw)
+	// The raw and the path slices alternate, each round in the other
+	// order, and each round's figures are its slices'.
+	if len(r.Rounds) != 3 {
+		t.Fatalf("rounds %+v, want the 3 asked for", r.Rounds)
+	}
+	var pathRate float64
+	for i, rd := range r.Rounds {
+		if rd.RawFirst != (i%2 == 0) || rd.RawTxnPerSec <= 0 || rd.PathChangesPerSec <= 0 || math.Abs(rd.Ratio-rd.PathChangesPerSec/rd.RawTxnPerSec) > 1e-9 {
+			t.Errorf("round %d %+v: want raw first in odd rounds, rates, and their ratio", i+1, rd)
+		}
+		pathRate += rd.PathChangesPerSec / 3
+	}
+	// The run's rate is the slices' together, counted from history; the
+	// rounds' rates count actions. They agree but for the slices' unequal
+	// lengths (an action in flight when a slice's time is up ends it).
+	if math.Abs(pathRate-p.ChangesPerSec) > 0.2*p.ChangesPerSec {
+		t.Errorf("the rounds' path rates average %v, the run's %v", pathRate, p.ChangesPerSec)
 	}
 	if want := p.ChangesPerSec / r.Raw.TxnPerSec; p.Ratio <= 0 || math.Abs(p.Ratio-want) > 1e-9 {
 		t.Errorf("ratio %v, want changes/s over raw txn/s = %v", p.Ratio, want)
@@ -107,7 +122,7 @@ func TestCommandEndToEnd(t *testing.T) {
 	// The same report for people.
 	var out bytes.Buffer
 	r.Print(&out)
-	for _, want := range []string{"THROUGHPUT  3 clients", "1 raw etcd", "2 whole path", "× raw", "3 etcd per action", "4 CPU per status change", "the machine (", "5 create → ACTIVE", "6 listing 7 instances", "TARGET", "whole path / raw"} {
+	for _, want := range []string{"THROUGHPUT  3 clients", "1 raw etcd", "3 alternating rounds", "2 whole path", "× raw", "3 etcd per action", "4 CPU per status change", "the machine (", "5 create → ACTIVE", "6 listing 7 instances", "TARGET", "whole path / raw"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the printed report lacks %q:\n%s", want, out.String())
 		}
@@ -125,7 +140,9 @@ func TestBadConfig(t *testing.T) {
 		edit func(*throughput.Config)
 		want string
 	}{
-		{"short duration", func(c *throughput.Config) { c.Duration = 50_000_000 }, "duration 50ms is below the minimum 100ms"},
+		{"short duration", func(c *throughput.Config) { c.Duration = 50_000_000 }, "duration 50ms is below the minimum 500ms (100ms per slice, 5 rounds)"},
+		{"short slices", func(c *throughput.Config) { c.Duration, c.Rounds = 1_000_000_000, 20 }, "duration 1s is below the minimum 2s (100ms per slice, 20 rounds)"},
+		{"negative rounds", func(c *throughput.Config) { c.Rounds = -1 }, "-1 rounds: want at least 1"},
 		{"negative clients", func(c *throughput.Config) { c.Clients = -1 }, "-1 clients: want at least 1"},
 		{"negative per client", func(c *throughput.Config) { c.PerClient = -2 }, "-2 instances per client: want at least 1"},
 		{"negative instances", func(c *throughput.Config) { c.Instances = -3 }, "-3 instances: want at least 1"},
