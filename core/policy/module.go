@@ -368,9 +368,10 @@ func (m *Module) Validate(ctx context.Context, req ValidateRequest) (Verdict, er
 		m.stats.fail(ErrConfig)
 		return m.validateFallback(ErrConfig), fmt.Errorf("policy %q: %w: loaded for %s, not validate", m.cfg.Name, ErrConfig, m.cfg.Hook)
 	}
-	var key string
+	var key []byte
 	if m.verdicts != nil {
-		key = m.verdicts.key(req)
+		var buf [192]byte
+		key = m.verdicts.key(buf[:0], req)
 		if v, ok := m.verdicts.get(key); ok {
 			return v, nil
 		}
@@ -389,8 +390,8 @@ func (m *Module) Validate(ctx context.Context, req ValidateRequest) (Verdict, er
 	if err != nil {
 		return m.validateFallback(err), fmt.Errorf("policy %q: validate: %w", m.cfg.Name, err)
 	}
-	if key != "" {
-		m.verdicts.put(key, v)
+	if key != nil {
+		m.verdicts.put(string(key), v)
 	}
 	return v, nil
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -54,52 +55,53 @@ func newVerdicts(info Info) (*verdicts, string) {
 	return &verdicts{reads: reads, m: map[string]Verdict{}}, ""
 }
 
-// key builds the request's key from the fields the module reads.
-func (v *verdicts) key(req ValidateRequest) string {
-	var b strings.Builder
+// key appends the request's key, made of the fields the module reads, to
+// b. The key is looked up without being made a string (get), so a hit,
+// nearly every change after warm-up, allocates nothing.
+func (v *verdicts) key(b []byte, req ValidateRequest) []byte {
 	t := req.Transition
 	for _, f := range v.reads {
-		b.WriteString(f)
-		b.WriteByte('=')
+		b = append(b, f...)
+		b = append(b, '=')
 		switch f {
 		case "action":
-			b.WriteString(string(req.Action))
+			b = append(b, req.Action...)
 		case "cause":
-			b.WriteString(string(req.Cause))
+			b = append(b, req.Cause...)
 		case "from":
-			b.WriteString(string(req.From))
+			b = append(b, req.From...)
 		case "to":
-			b.WriteString(string(req.To))
+			b = append(b, req.To...)
 		default:
 			if t == nil {
-				b.WriteString("<none>")
+				b = append(b, "<none>"...)
 				break
 			}
 			switch f {
 			case "transition.action":
-				b.WriteString(string(t.Action))
+				b = append(b, t.Action...)
 			case "transition.steps":
 				for _, s := range t.Steps {
-					b.WriteString(string(s))
-					b.WriteByte(',')
+					b = append(b, s...)
+					b = append(b, ',')
 				}
 			case "transition.step":
-				fmt.Fprint(&b, t.Step)
+				b = strconv.AppendInt(b, int64(t.Step), 10)
 			case "transition.origin":
-				b.WriteString(string(t.Origin))
+				b = append(b, t.Origin...)
 			case "transition.target":
-				b.WriteString(string(t.Target))
+				b = append(b, t.Target...)
 			}
 		}
-		b.WriteByte(';')
+		b = append(b, ';')
 	}
-	return b.String()
+	return b
 }
 
-func (v *verdicts) get(key string) (Verdict, bool) {
+func (v *verdicts) get(key []byte) (Verdict, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	verdict, ok := v.m[key]
+	verdict, ok := v.m[string(key)]
 	if ok {
 		v.hits++
 	}
