@@ -56,6 +56,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -214,17 +215,17 @@ func run(ctx context.Context, cfg Config, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	closeRaw := sync.OnceFunc(raw.Close)
+	defer closeRaw()
 	if _, err := raw.run(ctx, warm); err != nil {
-		raw.Close()
 		return err
 	}
 	pr, err := startPath(ctx, cfg, warm)
 	if err != nil {
-		raw.Close()
 		return err
 	}
 	err = rounds(ctx, cfg, slice, raw, pr, rep)
-	raw.Close() // not to share the machine with the phases after
+	closeRaw() // not to share the machine with the phases after
 	if err == nil {
 		err = pr.finish(ctx, rep)
 	}
@@ -258,10 +259,13 @@ func rounds(ctx context.Context, cfg Config, slice time.Duration, raw *rawMember
 		}
 		doPath := func() error {
 			n, took, err := pr.slice(ctx, slice)
+			if err != nil {
+				return err
+			}
 			// Each action is two status changes (the run's total is
 			// counted from history, and the test checks the two agree).
 			round.PathChangesPerSec = float64(2*n) / took.Seconds()
-			return err
+			return nil
 		}
 		steps := []func() error{doRaw, doPath}
 		if !round.RawFirst {
