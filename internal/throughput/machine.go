@@ -65,15 +65,31 @@ func parseCPUTicks(stat string) (cpuTicks, int, error) {
 	return t, cpus, nil
 }
 
-// machineBetween is the split of the ticks counted from a to b.
-func machineBetween(a, b cpuTicks, cpus int) Machine {
+// since is the ticks counted from a to b. A counter that went backwards
+// (the kernel's iowait can) counts nothing.
+func (b cpuTicks) since(a cpuTicks) cpuTicks {
 	var d cpuTicks
-	var total uint64
 	for i := range d {
 		if b[i] > a[i] {
 			d[i] = b[i] - a[i]
 		}
-		total += d[i]
+	}
+	return d
+}
+
+// add adds o's ticks to t's.
+func (t *cpuTicks) add(o cpuTicks) {
+	for i := range t {
+		t[i] += o[i]
+	}
+}
+
+// machineBetween is the split of the ticks counted from a to b.
+func machineBetween(a, b cpuTicks, cpus int) Machine {
+	d := b.since(a)
+	var total uint64
+	for _, v := range d {
+		total += v
 	}
 	if total == 0 {
 		return Machine{}

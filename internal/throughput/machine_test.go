@@ -66,3 +66,21 @@ func TestMachineBetween(t *testing.T) {
 		t.Fatalf("no ticks: got %+v, want the zero Machine", m)
 	}
 }
+
+// The path's slices sum their ticks; a counter that went backwards in
+// one slice adds nothing for it, rather than wrapping the sum around.
+func TestTicksSummedOverSlices(t *testing.T) {
+	var sum cpuTicks
+	a := cpuTicks{1000, 0, 500, 9000, 100, 0, 50, 0}
+	b := cpuTicks{1100, 0, 550, 9050, 90, 0, 60, 0} // iowait went back by 10
+	sum.add(b.since(a))
+	c := cpuTicks{1200, 0, 600, 9100, 120, 0, 70, 0}
+	sum.add(c.since(b))
+	want := cpuTicks{200, 0, 100, 100, 30, 0, 20, 0}
+	if sum != want {
+		t.Fatalf("summed ticks %v, want %v", sum, want)
+	}
+	if m := machineBetween(cpuTicks{}, sum, 2); m.Samples != 450 || m.IOWait != 30.0/450 {
+		t.Fatalf("machine over the slices %+v", m)
+	}
+}

@@ -371,9 +371,7 @@ func (pr *pathRun) slice(ctx context.Context, d time.Duration) (int64, time.Dura
 		pr.ticksOK = false
 	} else {
 		pr.cpus = cpus
-		for i := range pr.ticks {
-			pr.ticks[i] += ticks1[i] - ticks0[i]
-		}
+		pr.ticks.add(ticks1.since(ticks0))
 	}
 	if loadErr != nil {
 		return 0, 0, loadErr
