@@ -42,7 +42,8 @@ type MaintainerConfig struct {
 	// Defragmenter, if set, is used when defragmenting pays: the file
 	// has grown to three quarters of the quota and a quarter of the quota
 	// in it is free pages; or the NOSPACE alarm is raised and
-	// defragmenting would bring the file below DisarmBelow. Below that
+	// defragmenting would bring the file below DisarmBelow, or the
+	// round's compaction advanced (see defrag). Below that
 	// the free pages are simply reused (etcd's quota counts the file, so
 	// only a file near the quota needs shrinking), and a defragmentation
 	// blocks the member's reads and writes for as long as it copies the
@@ -186,7 +187,7 @@ func (m *Maintainer) Round(ctx context.Context) {
 		sp = m.prune(ctx)
 		m.inUseLow, m.lastPass = sp.InUse, time.Now()
 	}
-	m.defrag(ctx, sp, false)
+	m.defrag(ctx, sp, false, false)
 }
 
 // prune runs one retention pass and returns the space after it.
@@ -254,15 +255,26 @@ func (m *Maintainer) compactTo(ctx context.Context, rev int64) bool {
 
 // defrag defragments sp's member when it pays (see
 // MaintainerConfig.Defragmenter); if urgent (NOSPACE), when it would bring
-// the file below the disarm threshold.
-func (m *Maintainer) defrag(ctx context.Context, sp Space, urgent bool) {
+// the file below the disarm threshold, or when compacted (this round's
+// compaction freed pages that sp may not count as free yet).
+//
+// etcd reports the space in use as of its backend's last commit, and
+// bbolt counts a freed page as free only once no reader holds it, at a
+// later commit. Under NOSPACE nothing writes, so nothing commits: a
+// figure taken right after the compaction can stay too high for good,
+// and the store would stay full though a defragmentation (which keeps
+// only the data in use) would empty it. That happened on a busy machine
+// (2 MiB quota: 1.8 MiB "in use" after every history record but two was
+// removed). A round defragments at most once for each compaction, and a
+// full store refuses writes anyway.
+func (m *Maintainer) defrag(ctx context.Context, sp Space, urgent, compacted bool) {
 	if m.cfg.Defragmenter == nil || sp.Quota <= 0 {
 		return
 	}
 	free := sp.Size - sp.InUse
 	pays := sp.Size >= sp.Quota/4*3 && free >= sp.Quota/4
 	if urgent {
-		pays = free > 0 && float64(sp.InUse) < m.cfg.DisarmBelow*float64(sp.Quota)
+		pays = compacted || free > 0 && float64(sp.InUse) < m.cfg.DisarmBelow*float64(sp.Quota)
 	}
 	if !pays {
 		return
@@ -310,14 +322,15 @@ func (m *Maintainer) recover(ctx context.Context, sp Space) {
 		m.prune(ctx)
 		m.lastPass = time.Now()
 	}
+	compacted := false
 	if now, err := m.s.Space(ctx); err == nil && m.cfg.CompactRevisions > 0 {
 		// Compact to the current revision, not CompactRevisions behind
 		// it: a record is freed only once the compaction passes its
 		// deletion. Watchers re-list; that is the price of writing again.
-		m.compactTo(ctx, now.Revision)
+		compacted = m.compactTo(ctx, now.Revision)
 	}
 	if now, err := m.s.Space(ctx); err == nil {
-		m.defrag(ctx, now, true)
+		m.defrag(ctx, now, true, compacted)
 	}
 	after, err := m.s.Space(ctx)
 	if err != nil {
