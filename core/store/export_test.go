@@ -70,3 +70,13 @@ func (s *Store) DecodedLen() (states, transitions int) { return s.decodedLen() }
 func RoundTrips(st *instance.State, t *instance.Transition) (state, transition bool) {
 	return st != nil && stateRoundTrips(st), t != nil && transitionRoundTrips(t)
 }
+
+// Queued is how many commits wait behind the one in flight (group.go).
+func (s *Store) Queued() int {
+	if s.group == nil {
+		return 0
+	}
+	s.group.mu.Lock()
+	defer s.group.mu.Unlock()
+	return len(s.group.queue)
+}

@@ -282,7 +282,7 @@ func usageChangeOf(base Record, ch Change) (usageChange, bool) {
 // ErrStale.
 func (s *Store) commitTxn(ctx context.Context, guards []clientv3.Cmp, ops []op, uc *usageChange) (*clientv3.TxnResponse, error) {
 	if uc == nil {
-		return s.txn(ctx, guards, ops, nil)
+		return s.groupTxn(ctx, guards, ops)
 	}
 	shard := s.shardKey(uc.project, uc.id)
 	for {

@@ -61,6 +61,7 @@ type Config struct {
 type Store struct {
 	cli    *clientv3.Client
 	kv     pb.KVClient // nil: transactions through cli (WithKV)
+	group  *grouper    // commits to kv, grouped (group.go); nil with kv
 	prefix string
 	usage  usageCache // the project usage shards this Store last saw
 	// decoded holds the states and transitions already decoded, by key
@@ -224,7 +225,10 @@ type Change struct {
 
 // Commit writes a change in one etcd transaction, guarded by the
 // ModRevisions in base: state, transition and history change together or
-// not at all, and so does the usage of the instance's project when the
+// not at all (on an embedded member the transaction may reach etcd nested
+// in one request with other instances' commits, and land at the same
+// revision as they do; it still lands or fails as it would alone:
+// group.go), and so does the usage of the instance's project when the
 // change makes the instance hold more or less (quota.go; past ch.Limits it
 // is a *QuotaError). The history record's sequence number is allocated here from
 // base.State.HistorySeq. Losing the compare is ErrStale. Pass a zero base

@@ -66,7 +66,35 @@ func (o op) request() *pb.RequestOp {
 // answers are the same; only the copying is gone. It returns s.
 func (s *Store) WithKV(kv pb.KVClient) *Store {
 	s.kv = kv
+	s.group = &grouper{kv: kv}
 	return s
+}
+
+// groupTxn runs one guarded transaction with no else branch, as txn
+// does, but on an embedded member through the grouper, which may send it
+// in one request with others (group.go). Its compares and operations must
+// be on single keys.
+func (s *Store) groupTxn(ctx context.Context, cmps []clientv3.Cmp, then []op) (*clientv3.TxnResponse, error) {
+	if s.group == nil {
+		return s.txn(ctx, cmps, then, nil)
+	}
+	req := &pb.TxnRequest{Compare: make([]*pb.Compare, len(cmps)), Success: requestOps(then)}
+	keys := make([]string, 0, len(cmps)+len(then))
+	size := 0
+	for i := range cmps {
+		req.Compare[i] = cmps[i].GetCompare()
+		keys = append(keys, string(req.Compare[i].Key))
+		size += len(req.Compare[i].Key)
+	}
+	for _, o := range then {
+		keys = append(keys, o.key)
+		size += len(o.key) + len(o.value)
+	}
+	resp, err := s.group.txn(ctx, req, keys, size)
+	if err != nil {
+		return nil, clientv3.ContextError(ctx, err)
+	}
+	return (*clientv3.TxnResponse)(resp), nil
 }
 
 // txn runs one guarded transaction: then if every compare holds, else

@@ -62,7 +62,10 @@ func (v *View) Get(id string) (Record, bool) {
 // has not reached the View yet, nor has anything after that write (a
 // delete), so a View that holds no entry for the instance of such a write
 // has not forgotten it: it has yet to hear of it. Writes taken by Advance
-// do not move it, since they come ahead of the watch.
+// do not move it, since they come ahead of the watch. Commits that etcd
+// got in one group (group.go) share a revision, and the View takes their
+// events one by one: at Through itself another instance's write may still
+// be on its way, so only a revision above Through says "not reached".
 func (v *View) Through() int64 {
 	v.mu.RLock()
 	defer v.mu.RUnlock()

@@ -131,7 +131,12 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  txn %.2f  put %.2f  delete %.2f  range %.2f  raft proposals %.2f  wal fsyncs %.2f (%.2f ms mean)\n",
 		e.Txn, e.Put, e.Delete, e.Range, e.Proposals, e.Fsyncs, e.FsyncMs)
 	fmt.Fprintf(w, "  (4 ranges per action are the compares of its two guarded writes; a wait reads etcd only when the node's view does not show\n")
-	fmt.Fprintf(w, "  the action in flight, and the reconciler settles the driver's power events from the view)\n\n")
+	fmt.Fprintf(w, "  the action in flight, and the reconciler settles the driver's power events from the view)\n")
+	if e.Proposals > 0 {
+		fmt.Fprintf(w, "  (the writes that queue behind one in flight go to etcd as one request, each its own nested transaction: %.1f writes\n", 2/e.Proposals)
+		fmt.Fprintf(w, "  per raft proposal)\n")
+	}
+	fmt.Fprintln(w)
 
 	c := r.CPU
 	fmt.Fprintf(w, "4 CPU per status change: lucid serve %.0f µs, plugin %.0f µs, load generator %.0f µs (raw etcd: %.1f µs per txn)\n",

@@ -74,9 +74,13 @@ func TestCommandEndToEnd(t *testing.T) {
 	if want := p.ChangesPerSec / r.Raw.TxnPerSec; p.Ratio <= 0 || math.Abs(p.Ratio-want) > 1e-9 {
 		t.Errorf("ratio %v, want changes/s over raw txn/s = %v", p.Ratio, want)
 	}
-	// Each action writes at least its two changes, each one transaction.
-	if e := r.Etcd; e.Txn < 2 || e.Put < 2 || e.Range <= 0 || e.Proposals < 2 || e.Fsyncs <= 0 || e.FsyncMs <= 0 {
-		t.Errorf("etcd per action %+v: want at least 2 txns, puts and proposals, some ranges, the long-polls of the path", e)
+	// Each action writes its two changes, each a guarded transaction
+	// (compared on state and transition; several instances' may share a
+	// request and a raft proposal, so fewer proposals than changes, but
+	// never more than one per change plus the few of the node's own
+	// upkeep).
+	if e := r.Etcd; e.Txn <= 0 || e.Put < 4 || e.Range < 4 || e.Proposals <= 0 || e.Proposals > 2.5 || e.Fsyncs <= 0 || e.FsyncMs <= 0 {
+		t.Errorf("etcd per action %+v: want 4 or more puts and ranges (two guarded writes), some txns, proposals and fsyncs, at most one proposal per write", e)
 	}
 	c := r.CPU
 	if c.ServeUs <= 0 || c.PluginUs < 0 || c.LoadUs <= 0 || c.ProfileSeconds <= 0 {
