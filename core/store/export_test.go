@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lucid-project/lucid/core/instance"
@@ -79,4 +80,10 @@ func (s *Store) Queued() int {
 	s.group.mu.Lock()
 	defer s.group.mu.Unlock()
 	return len(s.group.queue)
+}
+
+// WrapGroupKV has the store's commits go through wrap(kv) instead of kv
+// (group.go), so a test can hold one in flight and see what is sent.
+func (s *Store) WrapGroupKV(wrap func(pb.KVClient) pb.KVClient) {
+	s.group.kv = wrap(s.group.kv)
 }

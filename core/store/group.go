@@ -40,8 +40,9 @@ const (
 	groupMaxBytes = 256 << 10
 )
 
-// grouper sends guarded transactions to etcd's KV service with at most
-// one request in flight, grouping what queues behind it. A transaction
+// grouper sends guarded transactions to etcd's KV service (an embedded
+// member's own, or the stub on a cluster client's connection) with at
+// most one request in flight, grouping what queues behind it. A transaction
 // that arrives while nothing is in flight goes at once, alone, so an idle
 // store adds no latency.
 type grouper struct {

@@ -53,6 +53,41 @@ func (h *holdingKV) sentSince(n int) []*pb.TxnRequest {
 	return append([]*pb.TxnRequest(nil), h.sent[n:]...)
 }
 
+// groupStores are the two ways a Store reaches etcd, each on a fresh
+// member and with its commits going through h: an embedded member's own
+// KV service, and a client opened on the member's endpoint, as for a
+// cluster.
+func groupStores(t *testing.T) []struct {
+	name string
+	open func(t *testing.T) (*store.Store, *holdingKV)
+} {
+	prefix := func() string { return fmt.Sprintf("/lucid-test-%d", time.Now().UnixNano()) }
+	return []struct {
+		name string
+		open func(t *testing.T) (*store.Store, *holdingKV)
+	}{
+		{"embedded", func(t *testing.T) (*store.Store, *holdingKV) {
+			m := testenv.Etcd(t)
+			s := store.New(m.Client(), prefix()).WithKV(m.KV())
+			t.Cleanup(func() { s.Close() })
+			var h *holdingKV
+			s.WrapGroupKV(func(kv pb.KVClient) pb.KVClient { h = newHoldingKV(kv); return h })
+			return s, h
+		}},
+		{"endpoints", func(t *testing.T) (*store.Store, *holdingKV) {
+			m := testenv.Etcd(t)
+			s, err := store.Open(context.Background(), store.Config{Endpoints: []string{m.ClientURL()}, Prefix: prefix()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			var h *holdingKV
+			s.WrapGroupKV(func(kv pb.KVClient) pb.KVClient { h = newHoldingKV(kv); return h })
+			return s, h
+		}},
+	}
+}
+
 // rename is a status-preserving change of base: a new name and a history
 // record saying so.
 func rename(base store.Record, name string) store.Change {
@@ -84,10 +119,15 @@ func commitAsync(ctx context.Context, s *store.Store, base store.Record, ch stor
 // carries each one's record at it), and two commits to one instance never
 // share a request, so the second's guard sees the first.
 func TestGroupedCommitsDecideAlone(t *testing.T) {
-	m := testenv.Etcd(t)
-	h := newHoldingKV(m.KV())
-	s := store.New(m.Client(), fmt.Sprintf("/lucid-test-%d", time.Now().UnixNano())).WithKV(h)
-	t.Cleanup(func() { s.Close() })
+	for _, tc := range groupStores(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			s, h := tc.open(t)
+			groupedCommitsDecideAlone(t, s, h)
+		})
+	}
+}
+
+func groupedCommitsDecideAlone(t *testing.T, s *store.Store, h *holdingKV) {
 	ctx := context.Background()
 	recs := map[string]store.Record{}
 	for _, id := range []string{"a", "b", "c", "d"} {
@@ -207,10 +247,15 @@ func TestGroupedCommitsDecideAlone(t *testing.T) {
 // behind another is never sent: the caller is told so and the instance
 // keeps its record.
 func TestQueuedCommitCancelled(t *testing.T) {
-	m := testenv.Etcd(t)
-	h := newHoldingKV(m.KV())
-	s := store.New(m.Client(), fmt.Sprintf("/lucid-test-%d", time.Now().UnixNano())).WithKV(h)
-	t.Cleanup(func() { s.Close() })
+	for _, tc := range groupStores(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			s, h := tc.open(t)
+			queuedCommitCancelled(t, s, h)
+		})
+	}
+}
+
+func queuedCommitCancelled(t *testing.T, s *store.Store, h *holdingKV) {
 	a, e := create(t, s, "a"), create(t, s, "e")
 	sent := len(h.sentSince(0))
 
@@ -247,7 +292,15 @@ func TestQueuedCommitCancelled(t *testing.T) {
 // all land, whatever groups they shared; each instance ends as its last
 // commit said, with every history record in order.
 func TestConcurrentCommitsAllLand(t *testing.T) {
-	s := testenv.Store(t)
+	for _, tc := range groupStores(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := tc.open(t)
+			concurrentCommitsAllLand(t, s)
+		})
+	}
+}
+
+func concurrentCommitsAllLand(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	const writers, each = 16, 25
 	var wg sync.WaitGroup

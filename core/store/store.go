@@ -61,7 +61,7 @@ type Config struct {
 type Store struct {
 	cli    *clientv3.Client
 	kv     pb.KVClient // nil: transactions through cli (WithKV)
-	group  *grouper    // commits to kv, grouped (group.go); nil with kv
+	group  *grouper    // sends commits, grouped (group.go); nil: one by one
 	prefix string
 	usage  usageCache // the project usage shards this Store last saw
 	// decoded holds the states and transitions already decoded, by key
@@ -98,7 +98,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: connect %v: %w", cfg.Endpoints, err)
 	}
-	s := &Store{cli: cli, prefix: prefix}
+	// Commits go through a grouper here too, on etcd's KV stub over the
+	// client's own connection (its interceptors, credentials and call
+	// options included): a group saves a network round trip per member
+	// as well as the per-request work in etcd (group.go).
+	s := &Store{cli: cli, prefix: prefix, group: &grouper{kv: pb.NewKVClient(cli.ActiveConnection())}}
 	// Fail start-up now rather than on the first request.
 	sctx, cancel := context.WithTimeout(ctx, dt)
 	defer cancel()
@@ -225,10 +229,9 @@ type Change struct {
 
 // Commit writes a change in one etcd transaction, guarded by the
 // ModRevisions in base: state, transition and history change together or
-// not at all (on an embedded member the transaction may reach etcd nested
-// in one request with other instances' commits, and land at the same
-// revision as they do; it still lands or fails as it would alone:
-// group.go), and so does the usage of the instance's project when the
+// not at all (the transaction may reach etcd nested in one request with
+// other instances' commits, and land at the same revision as they do; it
+// still lands or fails as it would alone: group.go), and so does the usage of the instance's project when the
 // change makes the instance hold more or less (quota.go; past ch.Limits it
 // is a *QuotaError). The history record's sequence number is allocated here from
 // base.State.HistorySeq. Losing the compare is ErrStale. Pass a zero base

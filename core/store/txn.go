@@ -71,9 +71,8 @@ func (s *Store) WithKV(kv pb.KVClient) *Store {
 }
 
 // groupTxn runs one guarded transaction with no else branch, as txn
-// does, but on an embedded member through the grouper, which may send it
-// in one request with others (group.go). Its compares and operations must
-// be on single keys.
+// does, but through the grouper, which may send it in one request with
+// others (group.go). Its compares and operations must be on single keys.
 func (s *Store) groupTxn(ctx context.Context, cmps []clientv3.Cmp, then []op) (*clientv3.TxnResponse, error) {
 	if s.group == nil {
 		return s.txn(ctx, cmps, then, nil)
