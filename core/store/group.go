@@ -86,10 +86,18 @@ func (g *grouper) txn(ctx context.Context, req *pb.TxnRequest, keys []string, by
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
-	if i := slices.Index(g.queue, m); i >= 0 {
+	i := slices.Index(g.queue, m)
+	if i >= 0 {
 		g.queue = slices.Delete(g.queue, i, i+1) // never sent, and now never will be
 	}
 	g.mu.Unlock()
+	if i < 0 {
+		select {
+		case <-m.done: // its group has answered after all
+			return m.resp, m.err
+		default:
+		}
+	}
 	return nil, ctx.Err()
 }
 
