@@ -247,3 +247,49 @@ func TestMaintainerDefragmentsWhenItPays(t *testing.T) {
 		})
 	}
 }
+
+// TestMaintainerCompactsCloserUnderPressure: while more than half the
+// quota is in use, compaction keeps a tenth of its revisions, so
+// superseded values go before they fill the store (a revision can hold
+// many commits' values: group.go); with room to spare it keeps them all.
+func TestMaintainerCompactsCloserUnderPressure(t *testing.T) {
+	const revs = 100
+	for _, c := range []struct {
+		name  string
+		quota int64
+		keep  int64
+	}{
+		{"more than half the quota in use", 7 << 20, revs / 10},
+		{"room to spare", 64 << 20, revs},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			m, err := embedded.Start(ctx, embedded.Config{DataDir: filepath.Join(t.TempDir(), "etcd"), FastElection: true, QuotaBytes: c.quota})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			s := store.New(m.Client(), "/lucid")
+			defer s.Close()
+			// 4 MiB of superseded values of one key.
+			for i := range 128 {
+				if err := s.PutRaw(ctx, "blob", fmt.Sprintf("%d%s", i, strings.Repeat("x", 32<<10))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(300 * time.Millisecond) // Space reports the backend's last commit, every 100 ms
+			sp, err := s.Space(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pressed := sp.InUse >= sp.Quota/2; pressed != (c.keep < revs) {
+				t.Fatalf("%.1f MiB in use of a %.1f MiB quota: the case is not what it says", float64(sp.InUse)/(1<<20), float64(sp.Quota)/(1<<20))
+			}
+			mt := store.NewMaintainer(s, store.MaintainerConfig{CompactRevisions: revs})
+			mt.Round(ctx)
+			if got, want := mt.Stats().CompactedTo, sp.Revision-c.keep; got != want {
+				t.Fatalf("compacted to %d at revision %d, want %d (%d revisions kept)", got, sp.Revision, want, c.keep)
+			}
+		})
+	}
+}
