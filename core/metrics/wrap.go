@@ -84,3 +84,25 @@ func (s *Set) ModuleStats(m *policy.Module) error {
 	}
 	return nil
 }
+
+// CommitStats exports how many requests carried the store's guarded
+// commits to etcd and how many commits they carried (group commit: their
+// ratio is the mean group). stats reads the store's counters.
+func (s *Set) CommitStats(stats func() (requests, commits uint64)) error {
+	if s == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lucid_store_commit_requests_total",
+			Help: "Requests that carried guarded commits to etcd, each one commit or a group of them."},
+			func() float64 { r, _ := stats(); return float64(r) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "lucid_store_commits_sent_total",
+			Help: "Guarded commits sent to etcd, lost guards included; over lucid_store_commit_requests_total, the mean group."},
+			func() float64 { _, c := stats(); return float64(c) }),
+	} {
+		if err := s.registry.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

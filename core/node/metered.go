@@ -178,7 +178,7 @@ func (c *countedDriver) Subscribe(ctx context.Context) <-chan driver.Event {
 
 // instrument creates the node's metrics and routes the components through
 // them: policy calls are timed, driver calls counted and timed, the
-// modules' own counters exported.
+// modules' own and the store's commit counters exported.
 func (n *Node) instrument(c *Components) {
 	n.Metrics = metrics.New()
 	if c.Validator != nil {
@@ -194,6 +194,10 @@ func (n *Node) instrument(c *Components) {
 	}
 	for name, d := range c.Drivers {
 		c.Drivers[name] = meteredDriver(name, d, n.Metrics)
+	}
+	st := n.Store
+	if err := n.Metrics.CommitStats(func() (uint64, uint64) { cs := st.CommitStats(); return cs.Requests, cs.Commits }); err != nil {
+		n.logger.Warn("cannot export the store's commit statistics", "err", err)
 	}
 }
 

@@ -388,10 +388,15 @@ func TestMetrics(t *testing.T) {
 		`lucid_policy_call_seconds_count{hook="validate"}`:                          2,
 		`lucid_policy_call_seconds_count{hook="reconcile"}`:                         2,
 		`lucid_reconcile_instances_checked_total`:                                   1,
+		`lucid_store_commit_requests_total`:                                         3,
+		`lucid_store_commits_sent_total`:                                            3,
 	} {
 		if v := metric(name); v < atLeast {
 			t.Errorf("%s = %v, want at least %v", name, v, atLeast)
 		}
+	}
+	if r, c := metric(`lucid_store_commit_requests_total`), metric(`lucid_store_commits_sent_total`); c < r {
+		t.Errorf("%v commits sent in %v requests: a request carries at least one", c, r)
 	}
 	if !strings.Contains(text, "etcd_mvcc_put_total") {
 		t.Error("the embedded etcd's own metrics are not served")

@@ -51,6 +51,32 @@ type grouper struct {
 	mu       sync.Mutex
 	queue    []*member
 	inFlight bool
+
+	requests, commits atomic.Uint64 // sent so far (CommitStats)
+}
+
+// CommitStats counts what a Store's guarded commits cost in requests.
+type CommitStats struct {
+	// Requests is how many requests carried commits to etcd, each one
+	// commit or a group of them; Commits is how many commits they
+	// carried, lost guards included. Commits/Requests is the mean group.
+	Requests, Commits uint64
+}
+
+// CommitStats returns the counts since s was made. Commits that also
+// change a project's usage, which go alone and by another way, are not
+// among them.
+func (s *Store) CommitStats() CommitStats {
+	if s.group == nil {
+		return CommitStats{}
+	}
+	return CommitStats{Requests: s.group.requests.Load(), Commits: s.group.commits.Load()}
+}
+
+// sent counts one request carrying n commits.
+func (g *grouper) sent(n int) {
+	g.requests.Add(1)
+	g.commits.Add(uint64(n))
 }
 
 // member is one transaction waiting in a grouper.
@@ -73,6 +99,7 @@ func (g *grouper) txn(ctx context.Context, req *pb.TxnRequest, keys []string, by
 	if !g.inFlight {
 		g.inFlight = true
 		g.mu.Unlock()
+		g.sent(1)
 		resp, err := g.kv.Txn(ctx, req)
 		g.next()
 		return resp, err
@@ -157,6 +184,7 @@ func overlaps(taken map[string]struct{}, keys []string) bool {
 // sends what queued meanwhile.
 func (g *grouper) send(group []*member) {
 	defer g.next()
+	g.sent(len(group))
 	if len(group) == 1 {
 		m := group[0]
 		m.resp, m.err = g.kv.Txn(m.ctx, m.req)

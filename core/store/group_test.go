@@ -211,6 +211,9 @@ func groupedCommitsDecideAlone(t *testing.T, s *store.Store, h *holdingKV) {
 	// What went to etcd: the held commit alone, then one group of the
 	// four queued commits to distinct instances, then b2 alone.
 	reqs := h.sentSince(sent)
+	if st := s.CommitStats(); st != (store.CommitStats{Requests: 4, Commits: 7}) {
+		t.Errorf("commit stats %+v, want 4 requests carrying 7 commits (c's rename, the held one, the group of 4, b2)", st)
+	}
 	if len(reqs) != 3 {
 		t.Fatalf("%d transactions sent, want 3 (the held one, a group, b2)", len(reqs))
 	}
