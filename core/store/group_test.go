@@ -14,6 +14,7 @@ import (
 
 	"github.com/lucid-project/lucid/core/instance"
 	"github.com/lucid-project/lucid/core/store"
+	"github.com/lucid-project/lucid/core/store/embedded"
 	"github.com/lucid-project/lucid/internal/testenv"
 )
 
@@ -53,38 +54,32 @@ func (h *holdingKV) sentSince(n int) []*pb.TxnRequest {
 	return append([]*pb.TxnRequest(nil), h.sent[n:]...)
 }
 
-// groupStores are the two ways a Store reaches etcd, each on a fresh
-// member and with its commits going through h: an embedded member's own
-// KV service, and a client opened on the member's endpoint, as for a
-// cluster.
-func groupStores(t *testing.T) []struct {
-	name string
-	open func(t *testing.T) (*store.Store, *holdingKV)
-} {
-	prefix := func() string { return fmt.Sprintf("/lucid-test-%d", time.Now().UnixNano()) }
-	return []struct {
+// bothWays runs test on the two ways a Store reaches etcd, each on a
+// fresh member and with its commits going through h: an embedded
+// member's own KV service, and a client opened on the member's endpoint,
+// as for a cluster.
+func bothWays(t *testing.T, test func(t *testing.T, s *store.Store, h *holdingKV)) {
+	for _, way := range []struct {
 		name string
-		open func(t *testing.T) (*store.Store, *holdingKV)
+		open func(m *embedded.Member, prefix string) (*store.Store, error)
 	}{
-		{"embedded", func(t *testing.T) (*store.Store, *holdingKV) {
-			m := testenv.Etcd(t)
-			s := store.New(m.Client(), prefix()).WithKV(m.KV())
-			t.Cleanup(func() { s.Close() })
-			var h *holdingKV
-			s.WrapGroupKV(func(kv pb.KVClient) pb.KVClient { h = newHoldingKV(kv); return h })
-			return s, h
+		{"embedded", func(m *embedded.Member, prefix string) (*store.Store, error) {
+			return store.New(m.Client(), prefix).WithKV(m.KV()), nil
 		}},
-		{"endpoints", func(t *testing.T) (*store.Store, *holdingKV) {
-			m := testenv.Etcd(t)
-			s, err := store.Open(context.Background(), store.Config{Endpoints: []string{m.ClientURL()}, Prefix: prefix()})
+		{"endpoints", func(m *embedded.Member, prefix string) (*store.Store, error) {
+			return store.Open(context.Background(), store.Config{Endpoints: []string{m.ClientURL()}, Prefix: prefix})
+		}},
+	} {
+		t.Run(way.name, func(t *testing.T) {
+			s, err := way.open(testenv.Etcd(t), fmt.Sprintf("/lucid-test-%d", time.Now().UnixNano()))
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { s.Close() })
 			var h *holdingKV
 			s.WrapGroupKV(func(kv pb.KVClient) pb.KVClient { h = newHoldingKV(kv); return h })
-			return s, h
-		}},
+			test(t, s, h)
+		})
 	}
 }
 
@@ -118,14 +113,7 @@ func commitAsync(ctx context.Context, s *store.Store, base store.Record, ch stor
 // no other, the members that land share a revision (and the watch
 // carries each one's record at it), and two commits to one instance never
 // share a request, so the second's guard sees the first.
-func TestGroupedCommitsDecideAlone(t *testing.T) {
-	for _, tc := range groupStores(t) {
-		t.Run(tc.name, func(t *testing.T) {
-			s, h := tc.open(t)
-			groupedCommitsDecideAlone(t, s, h)
-		})
-	}
-}
+func TestGroupedCommitsDecideAlone(t *testing.T) { bothWays(t, groupedCommitsDecideAlone) }
 
 func groupedCommitsDecideAlone(t *testing.T, s *store.Store, h *holdingKV) {
 	ctx := context.Background()
@@ -249,14 +237,7 @@ func groupedCommitsDecideAlone(t *testing.T, s *store.Store, h *holdingKV) {
 // TestQueuedCommitCancelled: a commit whose context ends while it waits
 // behind another is never sent: the caller is told so and the instance
 // keeps its record.
-func TestQueuedCommitCancelled(t *testing.T) {
-	for _, tc := range groupStores(t) {
-		t.Run(tc.name, func(t *testing.T) {
-			s, h := tc.open(t)
-			queuedCommitCancelled(t, s, h)
-		})
-	}
-}
+func TestQueuedCommitCancelled(t *testing.T) { bothWays(t, queuedCommitCancelled) }
 
 func queuedCommitCancelled(t *testing.T, s *store.Store, h *holdingKV) {
 	a, e := create(t, s, "a"), create(t, s, "e")
@@ -294,16 +275,9 @@ func queuedCommitCancelled(t *testing.T, s *store.Store, h *holdingKV) {
 // TestConcurrentCommitsAllLand: many writers, each on its own instance,
 // all land, whatever groups they shared; each instance ends as its last
 // commit said, with every history record in order.
-func TestConcurrentCommitsAllLand(t *testing.T) {
-	for _, tc := range groupStores(t) {
-		t.Run(tc.name, func(t *testing.T) {
-			s, _ := tc.open(t)
-			concurrentCommitsAllLand(t, s)
-		})
-	}
-}
+func TestConcurrentCommitsAllLand(t *testing.T) { bothWays(t, concurrentCommitsAllLand) }
 
-func concurrentCommitsAllLand(t *testing.T, s *store.Store) {
+func concurrentCommitsAllLand(t *testing.T, s *store.Store, _ *holdingKV) {
 	ctx := context.Background()
 	const writers, each = 16, 25
 	var wg sync.WaitGroup
