@@ -10,7 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
-// Group commit (internal/throughput/RATIONALE.md, lever 22). Most of a
+// Group commit (internal/throughput/RATIONALE.md, lever 21). Most of a
 // status change's cost in etcd is paid per request, not per key: the
 // request's way through the KV service, its raft entry (marshalled,
 // appended, written to the WAL), its apply (trace, backend lock, watch

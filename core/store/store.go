@@ -229,11 +229,12 @@ type Change struct {
 
 // Commit writes a change in one etcd transaction, guarded by the
 // ModRevisions in base: state, transition and history change together or
-// not at all (the transaction may reach etcd nested in one request with
-// other instances' commits, and land at the same revision as they do; it
-// still lands or fails as it would alone: group.go), and so does the usage of the instance's project when the
+// not at all, and so does the usage of the instance's project when the
 // change makes the instance hold more or less (quota.go; past ch.Limits it
-// is a *QuotaError). The history record's sequence number is allocated here from
+// is a *QuotaError). A change that leaves the usage alone may reach etcd
+// nested in one request with other instances' commits and land at the
+// same revision as they do; it still lands or fails as it would alone
+// (group.go). The history record's sequence number is allocated here from
 // base.State.HistorySeq. Losing the compare is ErrStale. Pass a zero base
 // to create an instance (both keys must be absent). An unreadable base is
 // refused: this Lucid never writes over what it cannot read. A change
