@@ -133,8 +133,8 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  (4 ranges per action are the compares of its two guarded writes; a wait reads etcd only when the node's view does not show\n")
 	fmt.Fprintf(w, "  the action in flight, and the reconciler settles the driver's power events from the view)\n")
 	if e.Proposals > 0 {
-		fmt.Fprintf(w, "  (the writes that queue behind one in flight go to etcd as one request, each its own nested transaction: %.1f writes\n", 2/e.Proposals)
-		fmt.Fprintf(w, "  per raft proposal)\n")
+		fmt.Fprintf(w, "  (%.1f writes per raft proposal: the writes that queue behind one in flight go to etcd as one request,\n", 2/e.Proposals)
+		fmt.Fprintf(w, "  each its own nested transaction)\n")
 	}
 	fmt.Fprintln(w)
 
