@@ -183,7 +183,7 @@ func (m *Maintainer) Round(ctx context.Context) {
 	m.inUseLow = min(m.inUseLow, sp.InUse)
 	since := time.Since(m.lastPass)
 	grown := sp.Quota > 0 && sp.InUse-m.inUseLow >= sp.Quota/8
-	pressed := sp.Quota > 0 && sp.InUse >= sp.Quota/2 && since >= pressedEvery
+	pressed := sp.pressed() && since >= pressedEvery
 	if m.lastPass.IsZero() || grown || pressed || since >= m.cfg.RetainEvery {
 		sp = m.prune(ctx)
 		m.inUseLow, m.lastPass = sp.InUse, time.Now()
@@ -230,7 +230,7 @@ func (m *Maintainer) compact(ctx context.Context, sp Space) bool {
 		return false
 	}
 	keep := m.cfg.CompactRevisions
-	if sp.Quota > 0 && sp.InUse >= sp.Quota/2 {
+	if sp.pressed() {
 		keep = max(keep/10, 1)
 	}
 	rev := sp.Revision - keep

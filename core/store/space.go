@@ -28,6 +28,10 @@ type Space struct {
 	NoSpace bool
 }
 
+// pressed says more than half the quota is in use: retention then runs
+// every pressedEvery, and compaction keeps a tenth of its revisions.
+func (sp Space) pressed() bool { return sp.Quota > 0 && sp.InUse >= sp.Quota/2 }
+
 // Space reads the member's database size and quota and the cluster's
 // alarms. With several endpoints it asks the first one.
 func (s *Store) Space(ctx context.Context) (Space, error) {
