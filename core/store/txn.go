@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -77,17 +78,20 @@ func (s *Store) groupTxn(ctx context.Context, cmps []clientv3.Cmp, then []op) (*
 	if s.group == nil {
 		return s.txn(ctx, cmps, then, nil)
 	}
-	req := &pb.TxnRequest{Compare: make([]*pb.Compare, len(cmps)), Success: requestOps(then)}
+	req := txnRequest(cmps, then, nil)
+	// The keys it touches: its writes' (a commit writes the keys it
+	// compares, so those are rarely new, and need no string made).
 	keys := make([]string, 0, len(cmps)+len(then))
 	size := 0
-	for i := range cmps {
-		req.Compare[i] = cmps[i].GetCompare()
-		keys = append(keys, string(req.Compare[i].Key))
-		size += len(req.Compare[i].Key)
-	}
 	for _, o := range then {
 		keys = append(keys, o.key)
 		size += len(o.key) + len(o.value)
+	}
+	for _, c := range req.Compare {
+		if !slices.ContainsFunc(then, func(o op) bool { return o.key == string(c.Key) }) {
+			keys = append(keys, string(c.Key))
+		}
+		size += len(c.Key)
 	}
 	resp, err := s.group.txn(ctx, req, keys, size)
 	if err != nil {
@@ -102,15 +106,21 @@ func (s *Store) txn(ctx context.Context, cmps []clientv3.Cmp, then, els []op) (*
 	if s.kv == nil {
 		return s.cli.Txn(ctx).If(cmps...).Then(clientOps(then)...).Else(clientOps(els)...).Commit()
 	}
-	req := &pb.TxnRequest{Compare: make([]*pb.Compare, len(cmps)), Success: requestOps(then), Failure: requestOps(els)}
-	for i := range cmps {
-		req.Compare[i] = cmps[i].GetCompare()
-	}
-	resp, err := s.kv.Txn(ctx, req)
+	resp, err := s.kv.Txn(ctx, txnRequest(cmps, then, els))
 	if err != nil {
 		return nil, clientv3.ContextError(ctx, err)
 	}
 	return (*clientv3.TxnResponse)(resp), nil
+}
+
+// txnRequest is the request of a transaction: then if every compare
+// holds, else els.
+func txnRequest(cmps []clientv3.Cmp, then, els []op) *pb.TxnRequest {
+	req := &pb.TxnRequest{Compare: make([]*pb.Compare, len(cmps)), Success: requestOps(then), Failure: requestOps(els)}
+	for i := range cmps {
+		req.Compare[i] = cmps[i].GetCompare()
+	}
+	return req
 }
 
 func clientOps(ops []op) []clientv3.Op {
